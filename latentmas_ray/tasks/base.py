@@ -1,0 +1,47 @@
+"""The sample type every task produces, and the task description the registry holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+Kind = Literal["math", "choice", "code"]
+LETTERS = "ABCD"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark problem, in the shape the prompts and the scorers need.
+
+    id:       stable across runs and machines (derived from the file, never from row order
+              after shuffling), unique within a task.
+    question: the text the prompts insert; multiple-choice options are already lettered A-D.
+    gold:     math: the answer string as written in the data ("18", "\\frac{1}{2}", "025");
+              choice: one capital letter "A".."D";
+              code: a self-contained Python test program that runs after the candidate code
+              and raises (or exits non-zero) on any failed test.
+    kind:     which scorer applies.
+    entry_point: code tasks only, the function the tests call.
+    """
+
+    id: str
+    task: str
+    question: str
+    gold: str
+    kind: Kind
+    entry_point: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: how to load it and how its answers are scored."""
+
+    name: str
+    kind: Kind
+    hub_id: str              # the dataset id the reference loads (used only when no --data)
+    hub_config: str | None
+    hub_split: str
+    local_file: str          # the file name in ../shared/datasets (documentation, tests)
+    expected_rows: int       # rows in the full local file (for sanity checks and docs)
+    parse_rows: Callable[..., list[Sample]] = field(repr=False, default=None)  # type: ignore[assignment]
