@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 Kind = Literal["math", "choice", "code"]
 LETTERS = "ABCD"
@@ -31,17 +31,3 @@ class Sample:
     kind: Kind
     entry_point: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A registered task: how to load it and how its answers are scored."""
-
-    name: str
-    kind: Kind
-    hub_id: str              # the dataset id the reference loads (used only when no --data)
-    hub_config: str | None
-    hub_split: str
-    local_file: str          # the file name in ../shared/datasets (documentation, tests)
-    expected_rows: int       # rows in the full local file (for sanity checks and docs)
-    parse_rows: Callable[..., list[Sample]] = field(repr=False, default=None)  # type: ignore[assignment]

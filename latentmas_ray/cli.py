@@ -1,0 +1,81 @@
+"""`latentmas-ray`: run, score and (later) report.
+
+Flag names follow the reference's run.py (`--max_new_tokens`, `--latent_steps`, ...); the dashed
+spelling (`--max-new-tokens`) is accepted for every flag. Errors a user can fix are printed as
+one line, `error: ...`, with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import LatentMASError
+
+
+class _Parser(argparse.ArgumentParser):
+    def add(self, flag: str, **kw):
+        """Add `--some_flag` and its twin `--some-flag`."""
+        names = [flag]
+        twin = flag.replace("_", "-") if "_" in flag else flag.replace("-", "_")
+        if twin != flag and twin.startswith("--"):
+            names.append(twin)
+        kw.setdefault("dest", flag.lstrip("-").replace("-", "_"))
+        return self.add_argument(*names, **kw)
+
+
+def _score_parser(sub) -> None:
+    p = sub.add_parser("score", help="score saved completions against a task",
+                       description="Score JSONL rows {\"id\": ..., \"completion\": \"...\"} against "
+                                   "a task; prints 'N passed, M failed'.")
+    p.add("--task", required=True, help="gsm8k, aime2024, aime2025, gpqa, arc_easy, "
+          "arc_challenge, mbppplus, humanevalplus or medqa")
+    p.add("--data", default=None, help="local data file (default: the shipped demo sample where "
+          "the task has one, else the hub dataset the reference uses; 'hub' forces the hub)")
+    p.add("--predictions", required=True, help="JSONL with id and completion per row")
+    p.add("--output", default=None, help="write one result row per id to this JSONL file")
+    p.add("--scoring", default="standard", choices=["standard", "reference"],
+          help="standard (default) or the reference's exact string match")
+    p.add("--on_bad_row", default="error", choices=["error", "skip"],
+          help="stop at the first malformed row (default) or record it and go on")
+    p.add("--seed", type=int, default=42, help="run seed (fixes GPQA's option order)")
+    p.add("--workers", type=int, default=None, help="parallel sandboxes for code (default: cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="latentmas-ray", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _score_parser(sub)
+    try:
+        from .commands.run import add_run_parser
+    except ImportError:  # run lands with the HF methods
+        pass
+    else:
+        add_run_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        if args.command == "score":
+            from .commands.score import run_score
+            return run_score(args, console)
+        if args.command == "run":
+            from .commands.run import run_run
+            return run_run(args, console)
+    except LatentMASError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; finished samples are saved, rerun the same command to resume")
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

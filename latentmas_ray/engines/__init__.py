@@ -1,0 +1,5 @@
+"""Engines: a model + tokenizer behind the small interface the methods use."""
+
+from .hf import HFEngine, SamplingParams
+
+__all__ = ["HFEngine", "SamplingParams"]

@@ -1,0 +1,285 @@
+"""HFEngine: a transformers causal LM + tokenizer, with the primitives the methods need.
+
+- `render` / `tokenize` / `pad_left`: chat-template prompts, LEFT-padded batches.
+- `forward(kv, chunk_mask, ids|embeds)`: append a chunk to a batch's shared memory (BatchKV)
+  with the right 2D mask and per-row position ids; returns the decoder's final hidden states.
+- `generate(kv, ids, mask, ...)`: our own decode loop (not HF generate), so positions, masks
+  and per-sample random streams are under our control.
+
+Which hidden state. We run the decoder (`model.get_decoder()`, i.e. `model.model`) and read
+`last_hidden_state`, which is the output of the final norm (RMSNorm for Qwen/Llama); logits
+are `lm_head` of it. In transformers 5.19 `output_hidden_states=True` gives n_layers + 1
+states whose last entry is *replaced* by `last_hidden_state` (`capture_outputs(...,
+tie_last_hidden_states=True)` in utils/output_capturing.py), so the reference's
+`hidden_states[-1]` is this same normed state; tests/test_hf_engine.py checks both facts.
+At start-up `_check_head` verifies that lm_head(last_hidden_state) equals the model's own
+logits, so an architecture with extra logit processing (soft-capping, scaling) fails loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..latent.cache import BatchKV
+from ..latent.realign import Realigner, realigner_for_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float       # 0 = greedy (argmax); top_p/top_k are then ignored
+    top_p: float = 1.0       # nucleus mass kept (1.0 = off)
+    top_k: int | None = None  # None/0 = off
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        # the reference: bf16 on GPU, fp32 when there is no CUDA
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def _as_id_list(x) -> list[int]:
+    if x is None:
+        return []
+    if isinstance(x, int):
+        return [x]
+    return [int(i) for i in x]
+
+
+class HFEngine:
+    def __init__(self, model, tokenizer):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model.config.use_cache = True
+        # Vocab truncation, as the reference's HF path does (REFERENCE.md 2.1): the model keeps
+        # exactly len(tokenizer) rows of embed_tokens and lm_head (Qwen3: 151936 -> 151669).
+        # This changes the realignment matrix and target norm, so it must happen first.
+        rows = self.model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) != rows:
+            if len(tokenizer) > rows:
+                log.warning("tokenizer has %d tokens but the model %d rows: growing the "
+                            "embeddings (new rows are freshly initialised)", len(tokenizer), rows)
+            self.model.resize_token_embeddings(len(tokenizer))
+        self.decoder = self.model.get_decoder()          # base model; its output is normed
+        self.lm_head = self.model.get_output_embeddings()
+        assert self.lm_head is not None, "model has no output embeddings (lm_head)"
+        assert self.lm_head.weight.shape[0] == len(tokenizer), "lm_head rows != len(tokenizer)"
+
+        gen = getattr(self.model, "generation_config", None)
+        # Stop tokens: generation_config eos ids (Qwen3: <|im_end|>, <|endoftext|>) plus the
+        # tokenizer's eos, the set HF generate stops on in the reference.
+        stops = set(_as_id_list(getattr(gen, "eos_token_id", None)))
+        stops |= set(_as_id_list(tokenizer.eos_token_id))
+        assert stops, "no stop token: neither generation_config nor the tokenizer has an eos"
+        self.stop_token_ids: frozenset[int] = frozenset(stops)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id: int = int(pad if pad is not None else min(stops))
+        # top_k used when the method config leaves it None (Qwen3's generation_config: 20).
+        # transformers 5 has no implicit default (4.x defaulted to 50).
+        gk = getattr(gen, "top_k", None)
+        self.default_top_k: int | None = int(gk) if gk else None
+        self._realigners: dict[bool, Realigner] = {}
+        self._check_head()
+
+    # ----- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_cfg: ModelConfig, path: str) -> "HFEngine":
+        """Load a local HF folder (config + weights + tokenizer); never touches the network."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ConfigError(f"model folder {path} does not exist; pass a local folder with "
+                              "config.json, the weights and the tokenizer files")
+        device = resolve_device(model_cfg.device)
+        dtype = resolve_dtype(model_cfg.dtype, device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
+            raise ConfigError(f"cannot load a tokenizer from {path}: {type(e).__name__}: {e}") from e
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"cannot load a causal LM from {path}: {type(e).__name__}: {e}") from e
+        return cls(model.to(device), tokenizer)
+
+    # ----- properties ----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    @property
+    def hidden_size(self) -> int:
+        return self.lm_head.weight.shape[1]
+
+    def sync(self) -> None:
+        """Wait for queued GPU work (for honest wall-clock timings)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def realigner(self, enabled: bool) -> Realigner:
+        """The realignment map, built once per engine and setting (REFERENCE.md 2.2)."""
+        if enabled not in self._realigners:
+            self._realigners[enabled] = realigner_for_model(self.model, enabled)
+        return self._realigners[enabled]
+
+    def sampling(self, temperature: float, top_p: float = 1.0, top_k: int | None = None) -> SamplingParams:
+        """Sampling settings; top_k None falls back to the model's generation_config."""
+        return SamplingParams(temperature, top_p, top_k if top_k is not None else self.default_top_k)
+
+    def new_memory(self, batch: int) -> BatchKV:
+        return BatchKV.empty(batch, self.device, self.model.config)
+
+    # ----- text ----------------------------------------------------------------------------
+    def render(self, messages: list[dict], think: bool = False) -> str:
+        """Chat template with the generation prompt, no `enable_thinking` argument (as the
+        reference), plus the literal "<think>" when `think`."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert isinstance(text, str), type(text)
+        return text + "<think>" if think else text
+
+    def tokenize(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) > 0, "empty prompt"
+        return list(ids)
+
+    def pad_left(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token lists -> (ids [B, L], mask [B, L]), LEFT-padded with pad_token_id."""
+        assert seqs and all(len(s) > 0 for s in seqs), "every row needs at least one token"
+        length = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), length), self.pad_token_id, dtype=torch.long)   # [B, L]
+        mask = torch.zeros((len(seqs), length), dtype=torch.long)                     # [B, L]
+        for i, s in enumerate(seqs):
+            ids[i, length - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, length - len(s):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> (ids [B, L], mask [B, L]), LEFT-padded, no special tokens added."""
+        return self.pad_left([self.tokenize(t) for t in texts])
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # ----- model ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def forward(self, kv: BatchKV, chunk_mask: torch.Tensor, input_ids: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Append one LEFT-padded chunk to `kv` and return its final (normed) hidden states.
+
+        chunk_mask [B, L]; exactly one of input_ids [B, L] / inputs_embeds [B, L, D].
+        Returns [B, L, D]. With left padding, [:, -1] is every row's last real entry.
+        """
+        assert (input_ids is None) != (inputs_embeds is None), "pass ids or embeds"
+        attention_mask, position_ids = kv.extend(chunk_mask)        # [B, T+L], [B, L]
+        out = self.decoder(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=kv.cache,   # transformers 5.19: `cache=` would be silently ignored
+            use_cache=True,
+        )
+        assert kv.cache.get_seq_length() == kv.length, "cache and mask out of step"
+        return out.last_hidden_state                                 # [B, L, D]
+
+    @torch.no_grad()
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h [B, D] normed hidden states -> [B, V] fp32 logits."""
+        return self.lm_head(h).float()
+
+    def _check_head(self) -> None:
+        ids = torch.tensor([[self.pad_token_id, min(self.stop_token_ids), self.pad_token_id]],
+                           device=self.device)                                   # [1, 3]
+        with torch.no_grad():
+            ref = self.model(input_ids=ids, use_cache=False).logits[:, -1].float()  # [1, V]
+            h = self.decoder(input_ids=ids, use_cache=False).last_hidden_state      # [1, 3, D]
+            ours = self.logits(h[:, -1])                                            # [1, V]
+        if not torch.allclose(ref, ours, rtol=1e-3, atol=1e-3):
+            raise ConfigError(f"{type(self.model).__name__}: logits are not lm_head(final hidden "
+                              "state); this architecture post-processes logits and is not supported")
+
+    # ----- decoding ------------------------------------------------------------------------
+    def pick(self, logits: torch.Tensor, sp: SamplingParams,
+             generators: list[torch.Generator | None]) -> torch.Tensor:
+        """logits [B, V] fp32 -> next tokens [B]. Greedy: argmax. Sampling: temperature, then
+        top-k, then top-p (HF's warper order), each row drawn from its own generator."""
+        if sp.greedy:
+            return logits.argmax(dim=-1)                                          # [B]
+        logits = logits / sp.temperature
+        if sp.top_k:
+            k = min(sp.top_k, logits.shape[-1])
+            kth = torch.topk(logits, k, dim=-1).values[:, -1:]                    # [B, 1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if sp.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)    # [B, V]
+            probs = sorted_logits.softmax(dim=-1)
+            mass_before = probs.cumsum(dim=-1) - probs                            # [B, V]
+            drop_sorted = mass_before >= sp.top_p        # the top token always stays
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        probs = logits.softmax(dim=-1)                                            # [B, V]
+        out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+        for i, g in enumerate(generators):
+            assert g is not None, "sampling needs one generator per row"
+            out[i] = torch.multinomial(probs[i], 1, generator=g)[0]
+        return out
+
+    @torch.no_grad()
+    def generate(self, kv: BatchKV, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
+                 sp: SamplingParams, generators: list[torch.Generator | None] | None = None
+                 ) -> list[list[int]]:
+        """Prefill the LEFT-padded prompt `ids` [B, L] after `kv`, then decode.
+
+        Returns each row's new token ids. A row ends at its first stop token, which IS
+        included (and counted), like HF generate's `sequences`; or after max_new_tokens.
+        Finished rows are dropped from the batch (and from `kv`, which this call consumes),
+        so they cost nothing and never influence the others.
+        """
+        assert max_new_tokens >= 1
+        b = ids.shape[0]
+        generators = generators if generators is not None else [None] * b
+        assert len(generators) == b
+        stops = torch.tensor(sorted(self.stop_token_ids), device=self.device)    # [S]
+        h = self.forward(kv, mask, input_ids=ids)[:, -1, :]                        # [B, D]
+        rows = list(range(b))            # original row of each live row
+        out: list[list[int]] = [[] for _ in range(b)]
+        for step in range(max_new_tokens):
+            tok = self.pick(self.logits(h), sp, [generators[r] for r in rows])     # [b]
+            for r, t in zip(rows, tok.tolist()):
+                out[r].append(t)
+            if step == max_new_tokens - 1:
+                break
+            done = torch.isin(tok, stops)                                          # [b]
+            if bool(done.any()):
+                keep = (~done).nonzero().squeeze(1)                                # [b']
+                if keep.numel() == 0:
+                    break
+                kv.select_rows(keep)
+                tok = tok.index_select(0, keep)
+                rows = [rows[i] for i in keep.tolist()]
+            one = torch.ones(len(rows), 1, dtype=torch.long, device=self.device)  # [b, 1]
+            h = self.forward(kv, one, input_ids=tok[:, None])[:, -1, :]            # [b, D]
+        return out

@@ -1,0 +1,195 @@
+"""The shared working memory of a batch: a KV cache plus the bookkeeping that makes a padded
+batch behave exactly like B separate batch-size-1 runs.
+
+Layout. All rows share one cache index axis t = 0..T-1 (the HF cache grows by the same number
+of columns for every row). Each chunk appended to it (an agent's prompt, a latent step, a
+decoded token) is LEFT-padded to the longest row of that chunk, so a row's cache can hold pads
+in the middle, e.g. with two agents:
+
+    row 0:  [pad pad p p p p | l l | pad q q q | l l]
+    row 1:  [p p p p p p     | l l | q q q q   | l l]
+
+- `mask` [B, T]: 1 = a real token or latent vector, 0 = a pad. It is passed as the 2D
+  attention mask of every forward, so no query ever attends to any pad (earlier agents' pads
+  included; the reference unmasks them, REFERENCE.md 9.1).
+- `next_pos` [B]: the number of real entries of each row so far. The next real entry of a row
+  gets position id next_pos[row]; pads get a dummy position (they are never attended to). So
+  each row's positions are contiguous 0..N-1, exactly as at batch size 1, while causality is
+  still decided by the cache index (HF builds the causal part from the cache length).
+- `segments`: (start, end, latent) column ranges of what each agent added, for the memory
+  modes ("full", "last_agent", "latent_only").
+
+Only DynamicCache with full-attention DynamicLayers is supported for slicing (asserted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+MEMORY_MODES = ("full", "last_agent", "latent_only")
+
+
+@dataclass
+class Segment:
+    start: int   # first cache column of the agent's contribution
+    end: int     # one past its last column
+    latent: int  # how many of its last columns are latent vectors
+
+
+@dataclass
+class BatchKV:
+    cache: DynamicCache          # layers[i].keys / .values: [B, H_kv, T, Dh]
+    mask: torch.Tensor           # [B, T] long: 1 real, 0 pad
+    next_pos: torch.Tensor       # [B] long: position id of each row's next real entry
+    segments: list[Segment] = field(default_factory=list)
+
+    # ----- construction ------------------------------------------------------------------
+    @classmethod
+    def empty(cls, batch: int, device: torch.device | str, config=None) -> "BatchKV":
+        """An empty memory for `batch` rows. `config` (the model config) lets DynamicCache pick
+        the right layer types; without it every layer is a plain DynamicLayer."""
+        cache = DynamicCache(config=config) if config is not None else DynamicCache()
+        mask = torch.zeros(batch, 0, dtype=torch.long, device=device)        # [B, 0]
+        next_pos = torch.zeros(batch, dtype=torch.long, device=device)       # [B]
+        return cls(cache, mask, next_pos)
+
+    # ----- sizes -----------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.mask.shape[0]
+
+    @property
+    def length(self) -> int:
+        """T, the number of cache columns (pads included)."""
+        return self.mask.shape[1]
+
+    def real_lengths(self) -> torch.Tensor:
+        """[B] real (unpadded) entries per row."""
+        return self.mask.sum(dim=1)
+
+    def nbytes(self) -> int:
+        """Bytes held by the keys and values (the masks are negligible and not counted)."""
+        total = 0
+        for layer in self.cache.layers:
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if t is not None:
+                    total += t.numel() * t.element_size()
+        return total
+
+    def check(self) -> None:
+        """Loud consistency check: the HF cache, the mask and next_pos agree."""
+        t = self.cache.get_seq_length()
+        assert t == self.length, f"cache holds {t} columns but the mask has {self.length}"
+        assert torch.equal(self.next_pos, self.real_lengths()), (self.next_pos, self.real_lengths())
+
+    # ----- appending a chunk -------------------------------------------------------------
+    def extend(self, chunk_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reserve the columns of a new chunk before its forward pass.
+
+        chunk_mask: [B, L] 1 real / 0 pad, LEFT-padded (pads only before the real tokens).
+        Returns (attention_mask [B, T+L], position_ids [B, L]) for the forward, and updates
+        mask/next_pos. The forward must then append exactly L columns to `cache`.
+        """
+        assert chunk_mask.ndim == 2 and chunk_mask.shape[0] == self.batch_size, chunk_mask.shape
+        chunk_mask = chunk_mask.to(device=self.mask.device, dtype=torch.long)
+        # left padding: once a row has a real token, the rest of the chunk is real
+        assert torch.all(chunk_mask[:, 1:] >= chunk_mask[:, :-1]), "chunk must be left-padded"
+        seen = chunk_mask.cumsum(dim=1)                                      # [B, L]
+        # real token k of a row (k = 0..) gets next_pos + k; pads get next_pos (never attended)
+        position_ids = self.next_pos[:, None] + (seen - 1).clamp_min(0)      # [B, L]
+        self.mask = torch.cat([self.mask, chunk_mask], dim=1)                # [B, T+L]
+        self.next_pos = self.next_pos + chunk_mask.sum(dim=1)                # [B]
+        return self.mask, position_ids
+
+    def begin_segment(self) -> int:
+        return self.length
+
+    def end_segment(self, start: int, latent: int) -> None:
+        self.segments.append(Segment(start, self.length, latent))
+
+    # ----- memory modes ----------------------------------------------------------------
+    def keep_columns(self, start: int, end: int | None = None) -> "BatchKV":
+        """Keep cache columns [start, end) of every layer and row, in place; returns self.
+
+        Positions are NOT renumbered: next_pos keeps counting, so the next chunk sits right
+        after the kept entries in RoPE distance (the kept keys were rotated at their original
+        positions; the reference would restart positions at the shorter cache length).
+        """
+        end = self.length if end is None else end
+        assert 0 <= start <= end <= self.length, (start, end, self.length)
+        for layer in self.cache.layers:
+            assert type(layer) is DynamicLayer, f"cannot slice a {type(layer).__name__}"
+            if layer.is_initialized and layer.keys.numel() > 0:
+                layer.keys = layer.keys[:, :, start:end, :].contiguous()      # [B, H, T', Dh]
+                layer.values = layer.values[:, :, start:end, :].contiguous()  # [B, H, T', Dh]
+        self.mask = self.mask[:, start:end]                                   # [B, T']
+        kept = []
+        for s in self.segments:
+            a, b = max(s.start, start), min(s.end, end)
+            if a < b:
+                kept.append(Segment(a - start, b - start, min(s.latent, b - a)))
+        self.segments = kept
+        return self
+
+    def apply_memory_mode(self, mode: str) -> "BatchKV":
+        """What an agent passes on (REFERENCE.md 3.7): "full" everything (the reference);
+        "last_agent" only the last agent's prompt + latents (`sequential_info_only`);
+        "latent_only" only the last agent's latent vectors (`latent_only`)."""
+        assert mode in MEMORY_MODES, mode
+        if mode == "full" or not self.segments:
+            return self
+        last = self.segments[-1]
+        if mode == "last_agent":
+            return self.keep_columns(last.start, last.end)
+        return self.keep_columns(last.end - last.latent, last.end)
+
+    # ----- rows --------------------------------------------------------------------------
+    def select_rows(self, rows: torch.Tensor) -> "BatchKV":
+        """Keep only `rows` ([B'] long indices), in place; used to drop finished rows."""
+        rows = rows.to(self.mask.device)
+        for layer in self.cache.layers:
+            if layer.is_initialized and layer.keys.numel() > 0:
+                idx = rows.to(layer.keys.device)
+                layer.keys = layer.keys.index_select(0, idx)                  # [B', H, T, Dh]
+                layer.values = layer.values.index_select(0, idx)              # [B', H, T, Dh]
+        self.mask = self.mask.index_select(0, rows)                           # [B', T]
+        self.next_pos = self.next_pos.index_select(0, rows)                   # [B']
+        return self
+
+    # ----- devices and transport -------------------------------------------------------
+    def to_state(self, device: torch.device | str | None = None) -> dict:
+        """Plain tensors (optionally moved, e.g. to "cpu"): picklable for Ray's object store."""
+        def mv(t):
+            return t if device is None else t.to(device)
+        layers = []
+        for layer in self.cache.layers:
+            assert type(layer) is DynamicLayer, f"cannot export a {type(layer).__name__}"
+            if layer.is_initialized and layer.keys.numel() > 0:
+                layers.append((mv(layer.keys), mv(layer.values)))
+            else:
+                layers.append((None, None))
+        return {
+            "layers": layers,
+            "mask": mv(self.mask),
+            "next_pos": mv(self.next_pos),
+            "segments": [(s.start, s.end, s.latent) for s in self.segments],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device | str | None = None) -> "BatchKV":
+        def mv(t):
+            return t if device is None or t is None else t.to(device)
+        data = [(mv(k), mv(v)) for k, v in state["layers"]]
+        cache = DynamicCache(ddp_cache_data=data) if data and data[0][0] is not None else DynamicCache()
+        kv = cls(cache, mv(state["mask"]), mv(state["next_pos"]),
+                 [Segment(*s) for s in state["segments"]])
+        kv.check()
+        return kv
+
+    def to(self, device: torch.device | str) -> "BatchKV":
+        """A copy on `device` (e.g. "cpu" to park it, back to "cuda" to use it)."""
+        return BatchKV.from_state(self.to_state(device))

@@ -1,0 +1,30 @@
+"""Progress bars for long work (rich), silent when output is not a terminal-like stream."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console, label: str, total: int,
+                 extra: Callable[[], str] | None = None) -> Iterator[Callable[[int], None]]:
+    """Yields advance(n). `extra()` supplies a live text field (e.g. running accuracy)."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn(), TextColumn("{task.fields[extra]}")]
+    with Progress(*columns, console=console, transient=False,
+                  disable=total == 0) as progress:
+        task = progress.add_task(label, total=total, rate="", extra="")
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+            t = progress.tasks[task]
+            speed = t.finished_speed or t.speed
+            progress.update(task, rate=f"{speed:.2f}/s" if speed else "",
+                            extra=extra() if extra else "")
+        yield advance

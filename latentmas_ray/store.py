@@ -1,0 +1,149 @@
+"""The run store: one folder per run, readable by other tools while it is being written.
+
+    DIR/config.json         the RunConfig (+ resolved model and data source): enough to rerun
+    DIR/parts/*.parquet     one file per finished batch, written atomically the moment it ends
+    DIR/samples.parquet     all finished samples, one row each (rebuilt from parts)
+    DIR/summary.json        accuracy, counts, mean tokens, wall time
+
+A rerun of the same command opens the same folder and skips every id already in a part, so a
+finished sample is never recomputed and never written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_open, atomic_write_text
+from .errors import ConfigError, DataError
+
+AGENT_TYPE = pa.struct([
+    ("role", pa.string()), ("name", pa.string()),
+    ("input_ids", pa.list_(pa.int32())), ("output_ids", pa.list_(pa.int32())),
+    ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
+    ("latent_steps", pa.int32()), ("seconds", pa.float64()),
+])
+SCHEMA = pa.schema([
+    ("id", pa.string()), ("task", pa.string()), ("method", pa.string()),
+    ("prediction", pa.string()), ("gold", pa.string()), ("correct", pa.bool_()),
+    ("extracted", pa.string()), ("error", pa.string()),
+    ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
+    ("latent_steps", pa.int32()), ("seconds", pa.float64()),
+    ("agents", pa.list_(AGENT_TYPE)),
+])
+# Fields of config.json that may change between a run and its resumption: they do not change
+# any sample's result (batches are padded so results are batch-invariant).
+RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs")
+
+
+def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RESUMABLE_FIELDS}
+
+
+class RunStore:
+    def __init__(self, folder: str | Path):
+        self.dir = Path(folder)
+        self.parts = self.dir / "parts"
+
+    # --- config -------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.json"
+
+    def open(self, config: dict[str, Any]) -> None:
+        """Create the run folder, or check that an existing one holds the same run."""
+        if self.config_path.exists():
+            try:
+                old = json.loads(self.config_path.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise ConfigError(f"{self.config_path} is not readable JSON ({e}); "
+                                  "choose another --output") from None
+            diff = sorted(k for k in set(comparable_config(old["run"])) | set(comparable_config(config))
+                          if old["run"].get(k) != config.get(k))
+            if diff:
+                shown = ", ".join(f"{k}: {old['run'].get(k)!r} -> {config.get(k)!r}" for k in diff[:4])
+                raise ConfigError(f"output folder {self.dir} holds a different run ({shown}); "
+                                  "use another --output, or the same settings to resume it")
+        elif self.dir.exists() and any(self.dir.iterdir()):
+            raise ConfigError(f"output folder {self.dir} is not empty and holds no run; "
+                              "choose another --output")
+        self.parts.mkdir(parents=True, exist_ok=True)
+        record = {"run": config, "format": 1}
+        if self.config_path.exists():
+            record = json.loads(self.config_path.read_text())
+            record["run"].update({k: config[k] for k in RESUMABLE_FIELDS if k in config})
+        atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def config(self) -> dict[str, Any]:
+        if not self.config_path.exists():
+            raise DataError("not a run folder (no config.json)", str(self.dir))
+        return json.loads(self.config_path.read_text())
+
+    # --- samples ------------------------------------------------------------------------
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Write one finished batch as its own part file (atomically)."""
+        if not rows:
+            return
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_open(self.parts / name, "wb") as f:
+            pq.write_table(table, f)
+
+    def read(self) -> pa.Table:
+        """Every finished sample once (a later part wins if an id were ever written twice)."""
+        files = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
+        if not files:
+            merged = self.dir / "samples.parquet"
+            return pq.read_table(merged) if merged.exists() else SCHEMA.empty_table()
+        table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+        ids = table.column("id").to_pylist()
+        last = {sid: i for i, sid in enumerate(ids)}
+        if len(last) != len(ids):
+            table = table.take(sorted(last.values()))
+        return table
+
+    def done_ids(self) -> set[str]:
+        return set(self.read().column("id").to_pylist())
+
+    def consolidate(self, order: Iterable[str] | None = None) -> pa.Table:
+        """Rewrite samples.parquet from the parts, in `order` (the task's sample order)."""
+        table = self.read()
+        if order is not None:
+            pos = {sid: i for i, sid in enumerate(order)}
+            ids = table.column("id").to_pylist()
+            table = table.take(sorted(range(len(ids)), key=lambda i: pos.get(ids[i], len(pos) + i)))
+        with atomic_open(self.dir / "samples.parquet", "wb") as f:
+            pq.write_table(table, f)
+        return table
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def summarize(table: pa.Table, wall_seconds: float | None = None) -> dict[str, Any]:
+    rows = table.to_pylist()
+    n = len(rows)
+    correct = sum(bool(r["correct"]) for r in rows)
+    mean = (lambda key: sum(r[key] or 0 for r in rows) / n) if n else (lambda key: 0.0)
+    by_role: dict[str, list[int]] = {}
+    for r in rows:
+        for a in r["agents"] or []:
+            by_role.setdefault(a["role"], []).append(a["generated_tokens"] or 0)
+    return {
+        "samples": n,
+        "correct": correct,
+        "accuracy": correct / n if n else 0.0,
+        "errors": sum(1 for r in rows if r["error"]),
+        "mean_generated_tokens": mean("generated_tokens"),
+        "mean_prompt_tokens": mean("prompt_tokens"),
+        "mean_latent_steps": mean("latent_steps"),
+        "mean_seconds_per_sample": mean("seconds"),
+        "mean_generated_tokens_by_agent": {k: sum(v) / len(v) for k, v in by_role.items()},
+        "wall_seconds_this_session": wall_seconds,
+    }
