@@ -22,6 +22,17 @@ def _parse_prediction(line: int, row: dict) -> tuple[int, str, str]:
     return line, str(row["id"]), completion
 
 
+def sandbox_summary() -> str:
+    """One line saying what the code sandbox enforces on this machine."""
+    from ..tasks.code_exec import sandbox_capabilities
+    caps = sandbox_capabilities()
+    on = [k for k in ("pid_namespace", "net_namespace", "landlock", "unprivileged_uid",
+                      "cgroup_pids", "cgroup_memory") if caps.get(k)]
+    missing = [k for k in ("pid_namespace", "net_namespace", "landlock") if not caps.get(k)]
+    text = f"rlimits ({caps.get('rlimits')}), " + ", ".join(on)
+    return text + (f"; NOT available: {', '.join(missing)}" if missing else "")
+
+
 def run_score(args, console) -> int:
     task = load_task(args.task, args.data, seed=args.seed, on_bad_row=args.on_bad_row)
     by_id = {s.id: s for s in task.samples}
@@ -49,6 +60,8 @@ def run_score(args, console) -> int:
         chosen.append((by_id[pid], completion))
 
     samples = [s for s, _ in chosen]
+    if task.spec.kind == "code":
+        console.print(f"sandbox: {sandbox_summary()}", highlight=False)
     with progress_bar(console, "scoring", total=len(samples)) as advance:
         scores = score_samples(samples, [c for _, c in chosen], args.scoring,
                                workers=args.workers, progress=advance)

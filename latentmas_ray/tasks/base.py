@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["math", "choice", "code"]
-LETTERS = "ABCD"
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -31,3 +29,12 @@ class Sample:
     kind: Kind
     entry_point: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Score:
+    """How one completion scored."""
+
+    correct: bool
+    extracted: str | None   # what was read out of the completion (normalized), None if nothing
+    error: str | None       # why nothing could be extracted / scoring failed, else None
