@@ -151,11 +151,7 @@ class BatchKV:
     def select_rows(self, rows: torch.Tensor) -> "BatchKV":
         """Keep only `rows` ([B'] long indices), in place; used to drop finished rows."""
         rows = rows.to(self.mask.device)
-        for layer in self.cache.layers:
-            if layer.is_initialized and layer.keys.numel() > 0:
-                idx = rows.to(layer.keys.device)
-                layer.keys = layer.keys.index_select(0, idx)                  # [B', H, T, Dh]
-                layer.values = layer.values.index_select(0, idx)              # [B', H, T, Dh]
+        self.cache.batch_select_indices(rows)                                 # keys: [B', H, T, Dh]
         self.mask = self.mask.index_select(0, rows)                           # [B', T]
         self.next_pos = self.next_pos.index_select(0, rows)                   # [B']
         return self

@@ -1,0 +1,29 @@
+"""Baseline: one chat per sample (role "single"), decoded with the max_new_tokens budget."""
+
+from __future__ import annotations
+
+from ..prompts import agent_name, build_messages
+from .result import AgentTrace, SampleResult, Stopwatch, finish, generators_for, sampling_for
+
+
+def run_batch(engine, samples, method_cfg, run_seed: int,
+              prompts: dict[str, str] | None = None) -> list[SampleResult]:
+    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts."""
+    assert samples, "empty batch"
+    b = len(samples)
+    clock = Stopwatch(engine)
+    prompt_ids = [engine.tokenize(engine.render(build_messages(
+        "baseline", method_cfg.prompt, "single", s.kind, s.question, "", prompts)))
+        for s in samples]
+    ids, mask = engine.pad_left(prompt_ids)                               # [B, L]
+    outs = engine.generate(engine.new_memory(b), ids, mask, method_cfg.max_new_tokens,
+                           sampling_for(engine, method_cfg),
+                           generators_for(engine, samples, method_cfg, run_seed))
+    per_sample = clock.lap() / b
+    results = []
+    for s, p, o in zip(samples, prompt_ids, outs):
+        text = engine.decode(o).strip()
+        trace = AgentTrace("single", agent_name(method_cfg.prompt, "single"), p, o, len(p), len(o),
+                           0, per_sample, text)
+        results.append(finish(s.id, text, [trace], per_sample))
+    return results

@@ -1,0 +1,85 @@
+"""Per-sample results and per-agent traces, plus the small helpers every method shares.
+
+Accounting (the definitions the reports use):
+- prompt_tokens: real (unpadded) prompt tokens of a call, summed over the sample's agents.
+- generated_tokens: new tokens decoded, summed over agents; a stop token that ends a call IS
+  counted (it is the last id of output_ids), as in HF generate's output sequences.
+- latent_steps: latent vectors fed, summed over agents (LatentMAS: 3 * m; others: 0).
+- seconds: a batch runs as one unit, so its wall time is split evenly over its samples
+  (per agent: that agent's phase time / B). Sums over samples equal the real wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..seeding import sample_generator
+
+
+@dataclass
+class AgentTrace:
+    role: str                 # planner | critic | refiner | judger | single
+    name: str                 # display name ("Planner", "Math Agent", ...)
+    input_ids: list[int]      # the agent's prompt, unpadded
+    output_ids: list[int]     # decoded ids (stop token included); [] for latent agents
+    prompt_tokens: int
+    generated_tokens: int
+    latent_steps: int
+    seconds: float
+    output: str = ""          # decoded text of output_ids ("" for latent agents)
+
+
+@dataclass
+class SampleResult:
+    id: str
+    prediction: str           # the final text (judger / last agent / single answer)
+    agents: list[AgentTrace] = field(default_factory=list)
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+    latent_steps: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def finish(sample_id: str, prediction: str, agents: list[AgentTrace], seconds: float) -> SampleResult:
+    return SampleResult(
+        id=sample_id,
+        prediction=prediction,
+        agents=agents,
+        generated_tokens=sum(a.generated_tokens for a in agents),
+        prompt_tokens=sum(a.prompt_tokens for a in agents),
+        latent_steps=sum(a.latent_steps for a in agents),
+        seconds=seconds,
+    )
+
+
+def generators_for(engine, samples, method_cfg, run_seed: int) -> list[torch.Generator | None]:
+    """One generator per sample (None when greedy), seeded from (run seed, sample id)."""
+    if method_cfg.temperature == 0:
+        return [None] * len(samples)
+    return [sample_generator(run_seed, s.id, engine.device) for s in samples]
+
+
+def sampling_for(engine, method_cfg):
+    return engine.sampling(method_cfg.temperature, method_cfg.top_p, method_cfg.top_k)
+
+
+class Stopwatch:
+    """Wall time of a phase, with the GPU synchronised so queued kernels are counted."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        engine.sync()
+        self.t0 = time.perf_counter()
+
+    def lap(self) -> float:
+        self.engine.sync()
+        t = time.perf_counter()
+        dt, self.t0 = t - self.t0, t
+        return dt

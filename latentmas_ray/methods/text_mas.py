@@ -1,0 +1,42 @@
+"""TextMAS (REFERENCE.md 5): planner -> critic -> refiner -> judger, each a fresh chat that
+reads the earlier agents' text.
+
+Each non-judger output is appended to the sample's context as "[{Name}]:\n{text}\n\n"; every
+agent is given context[:text_mas_context_length] (the reference's slice, so the default -1
+drops the last character) and the full max_new_tokens budget. The judger's text is the answer.
+"""
+
+from __future__ import annotations
+
+from ..prompts import AGENT_ROLES, agent_name, build_messages
+from .result import AgentTrace, SampleResult, Stopwatch, finish, generators_for, sampling_for
+
+
+def run_batch(engine, samples, method_cfg, run_seed: int,
+              prompts: dict[str, str] | None = None) -> list[SampleResult]:
+    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts."""
+    assert samples, "empty batch"
+    b, topo = len(samples), method_cfg.prompt
+    sp = sampling_for(engine, method_cfg)
+    gens = generators_for(engine, samples, method_cfg, run_seed)   # one stream per sample, all agents
+    contexts = [""] * b
+    traces: list[list[AgentTrace]] = [[] for _ in range(b)]
+    texts = [""] * b
+    clock = Stopwatch(engine)
+    for role in AGENT_ROLES:
+        name = agent_name(topo, role)
+        prompt_ids = [engine.tokenize(engine.render(build_messages(
+            "text_mas", topo, role, s.kind, s.question,
+            contexts[i][:method_cfg.text_mas_context_length], prompts)))
+            for i, s in enumerate(samples)]
+        ids, mask = engine.pad_left(prompt_ids)                           # [B, L]
+        outs = engine.generate(engine.new_memory(b), ids, mask, method_cfg.max_new_tokens, sp, gens)
+        per_sample = clock.lap() / b
+        for i in range(b):
+            texts[i] = engine.decode(outs[i]).strip()
+            traces[i].append(AgentTrace(role, name, prompt_ids[i], outs[i], len(prompt_ids[i]),
+                                        len(outs[i]), 0, per_sample, texts[i]))
+            if role != "judger":
+                contexts[i] += f"[{name}]:\n{texts[i]}\n\n"
+    return [finish(s.id, texts[i], traces[i], sum(a.seconds for a in traces[i]))
+            for i, s in enumerate(samples)]
