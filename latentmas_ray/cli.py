@@ -8,7 +8,6 @@ one line, `error: ...`, with exit status 2 and no traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .errors import LatentMASError
@@ -47,19 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="latentmas-ray", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _score_parser(sub)
-    try:
-        from .commands.run import add_run_parser
-    except ImportError:  # run lands with the HF methods
-        pass
-    else:
-        add_run_parser(sub)
+    from .commands.run import add_run_parser
+    add_run_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    return execute(build_parser().parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed command; a LatentMASError becomes one `error:` line and exit status 2."""
     from rich.console import Console
 
-    args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
         if args.command == "score":

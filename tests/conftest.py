@@ -18,6 +18,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
+from tiny_model import tiny_engine, tiny_model_dir  # noqa: E402,F401 (session fixtures)
+
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 

@@ -14,7 +14,7 @@ import pytest
 from latentmas_ray.config import MethodConfig
 from latentmas_ray.methods import get_method
 from latentmas_ray.tasks.base import Sample
-from tiny_model import tiny_engine  # noqa: F401 (fixture)
+
 
 LONG = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
         "in May. How many clips did Natalia sell altogether in April and May? ") * 4

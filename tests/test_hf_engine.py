@@ -16,7 +16,7 @@ from latentmas_ray.methods import get_method
 from latentmas_ray.prompts import build_messages
 from latentmas_ray.seeding import sample_generator, sample_seed
 from latentmas_ray.tasks.base import Sample
-from tiny_model import MODEL_VOCAB, tiny_engine, tiny_model_dir  # noqa: F401 (fixtures)
+from tiny_model import MODEL_VOCAB
 
 SAMPLES = [
     Sample("a", "t", "2+3?", "5", "math"),

@@ -17,7 +17,7 @@ from latentmas_ray.config import MethodConfig
 from latentmas_ray.methods import get_method
 from latentmas_ray.prompts import build_messages
 from latentmas_ray.tasks.base import Sample
-from tiny_model import tiny_engine, tiny_model_dir  # noqa: F401 (pytest fixtures)
+
 
 MAX_NEW = 12
 SAMPLES = [

@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from latentmas_ray.latent.realign import RIDGE_LAMBDA, build_realigner
-from tiny_model import MODEL_VOCAB, tiny_engine, tiny_model_dir  # noqa: F401 (fixtures)
+from tiny_model import MODEL_VOCAB
 
 
 def _weights(v=50, d=8, seed=0):

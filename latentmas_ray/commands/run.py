@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,25 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
 }
 
 
+_DESCRIPTION = ("Evaluate baseline, TextMAS or LatentMAS on a benchmark, in process or on Ray "
+                "(--ray). Flags follow the reference run.py; dashes work too.")
+
+
 def add_run_parser(sub) -> None:
-    p = sub.add_parser("run", help="evaluate a method on a task",
-                       description="Evaluate baseline, TextMAS or LatentMAS on a benchmark. "
-                                   "Flags follow the reference run.py; dashes work too.")
+    p = sub.add_parser("run", help="evaluate a method on a task", description=_DESCRIPTION)
+    add_run_arguments(p)
+
+
+def run_parser(prog: str) -> argparse.ArgumentParser:
+    """The `run` flags as a parser of their own (the Ray job driver, `python -m jobs.evaluate`)."""
+    from ..cli import _Parser
+    p = _Parser(prog=prog, description=_DESCRIPTION)
+    add_run_arguments(p)
+    p.set_defaults(command="run")
+    return p
+
+
+def add_run_arguments(p) -> None:
     S = argparse.SUPPRESS  # unset flags stay absent, so a --config file can supply them
     p.add("--config", default=None, help="YAML or JSON file with the same fields (flags override it)")
     p.add("--method", choices=METHODS, default=S, help="default latent_mas")
@@ -65,6 +81,28 @@ def add_run_parser(sub) -> None:
     p.add("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=S)
     p.add("--device", default=S, help="auto (default), cpu, cuda, cuda:1, ...")
     p.add("--on_bad_row", choices=["error", "skip"], default="error")
+    add_ray_flags(p)
+
+
+def add_ray_flags(p) -> None:
+    """Where the run goes: in this process (default) or on Ray model replicas (--ray)."""
+    p.add("--ray", action="store_true", default=False,
+          help="run on Ray: model replicas as actors (a local Ray unless --address/$RAY_ADDRESS)")
+    p.add("--address", default=None,
+          help="Ray cluster (GCS) address host:port, ray://host:10001 or auto; default $RAY_ADDRESS, "
+               "else a local Ray started in this process")
+    p.add("--replicas", type=int, default=1, help="model replicas (one per GPU, or per CPU slot)")
+    p.add("--num_gpus_per_replica", type=float, default=None,
+          help="GPUs per replica (default: 1 when the cluster has GPUs, else 0 = CPU replicas)")
+    p.add("--torch_threads", type=int, default=None,
+          help="torch threads per replica; CPU replicas reserve as many CPU slots (default: the "
+               "local machine's cores shared out over the replicas, 1 on a cluster)")
+    p.add("--max_in_flight", type=int, default=2,
+          help="batches queued or running per replica (default 2: one runs, one waits)")
+    p.add("--placement_timeout", type=float, default=60.0,
+          help="seconds to wait for the cluster to free (or an autoscaler to add) the resources "
+               "the replicas need (default 60)")
+    p.add("--max_restarts", type=int, default=3, help="restarts of a crashed replica (default 3)")
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -119,14 +157,19 @@ def run_id(cfg: RunConfig) -> str:
 
 
 def run_run(args: argparse.Namespace, console) -> int:
-    from ..evaluate import Evaluator
     from ..models import resolve_model
-    from ..progress import progress_bar
     from ..prompts import load_prompt_file
     from ..store import RunStore, summarize
     from ..tasks.registry import load_task
 
     cfg = build_run_config(args)
+    if args.ray:  # cluster flags and address first: a mistake there leaves no run folder
+        import jobs.evaluate as driver
+        driver.check_ray_args(args.replicas, args.max_in_flight, args.torch_threads,
+                              args.num_gpus_per_replica)
+        address = args.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            driver.check_address(address)
     prompts = load_prompt_file(cfg.prompt_file)
     task = load_task(cfg.task, cfg.data, seed=cfg.seed, on_bad_row=args.on_bad_row,
                      max_samples=cfg.max_samples)
@@ -134,6 +177,10 @@ def run_run(args: argparse.Namespace, console) -> int:
         console.print(f"[yellow]skipped[/] {sk.path}:{sk.line}: {sk.reason}", highlight=False)
     model_path = resolve_model(cfg.model.name_or_path)
     out = Path(cfg.output) if cfg.output else Path("results") / run_id(cfg)
+    if args.ray and os.environ.get(driver.JOB_ENV) and not out.is_absolute():
+        console.print(f"[yellow]warning:[/] --output {out} is relative to this job's unpacked "
+                      "working directory, which Ray deletes; pass an absolute path on a shared "
+                      "or persistent disk", highlight=False)
     cfg.output = str(out)
     store = RunStore(out)
     store.open(cfg.to_dict())
@@ -141,29 +188,46 @@ def run_run(args: argparse.Namespace, console) -> int:
     done = store.done_ids()
     pending = [s for s in task.samples if s.id not in done]
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
-                  f"{len(task.samples) - len(pending)} already done; results in {out}", highlight=False)
-
-    if pending:
-        evaluator = Evaluator(cfg, model_path, prompts)
-        correct = [sum(1 for r in store.read().column("correct").to_pylist() if r), len(done)]
-        start = time.perf_counter()
-        with progress_bar(console, "samples", total=len(pending),
-                          extra=lambda: f"acc {correct[0] / max(correct[1], 1):.1%}") as advance:
-            for i in range(0, len(pending), cfg.generate_bs):
-                batch = pending[i:i + cfg.generate_bs]
-                rows = evaluator.run(batch)
-                store.append(rows)
-                correct[0] += sum(r["correct"] for r in rows)
-                correct[1] += len(rows)
-                advance(len(rows))
-        wall = time.perf_counter() - start
+                  f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
+                  highlight=False)
+    if args.ray:
+        wall = driver.run_on_ray(
+            cfg, task, store, model_path, prompts, replicas=args.replicas, address=args.address,
+            gpus_per_replica=args.num_gpus_per_replica, console=console,
+            torch_threads=args.torch_threads, max_in_flight=args.max_in_flight,
+            placement_timeout=args.placement_timeout, max_restarts=args.max_restarts)
     else:
-        wall = 0.0
+        wall = run_in_process(cfg, store, pending, len(done), model_path, prompts, console)
+
     table = store.consolidate(order=[s.id for s in task.samples])
     summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
-               "data": task.source, **summarize(table, wall)}
+               "data": task.source, "replicas": args.replicas if args.ray else 1,
+               **summarize(table, wall)}
     store.write_summary(summary)
+    rate = f", {len(pending) / wall:.2f} samples/s" if wall else ""
     console.print(f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['samples']}), "
                   f"{summary['mean_generated_tokens']:.0f} generated tokens/sample, "
-                  f"{summary['mean_seconds_per_sample']:.2f} s/sample -> {out}", highlight=False)
+                  f"{summary['mean_seconds_per_sample']:.2f} s/sample{rate} -> {out}",
+                  highlight=False)
     return 0
+
+
+def run_in_process(cfg: RunConfig, store, pending, n_done: int, model_path, prompts, console) -> float:
+    """Evaluate `pending` batch by batch in this process; returns the loop's wall seconds."""
+    from ..evaluate import Evaluator
+    from ..progress import progress_bar
+
+    if not pending:
+        return 0.0
+    evaluator = Evaluator(cfg, model_path, prompts)
+    correct = [sum(1 for r in store.read().column("correct").to_pylist() if r), n_done]
+    start = time.perf_counter()
+    with progress_bar(console, "samples", total=len(pending),
+                      extra=lambda: f"acc {correct[0] / max(correct[1], 1):.1%}") as advance:
+        for i in range(0, len(pending), cfg.generate_bs):
+            rows = evaluator.run(pending[i:i + cfg.generate_bs])
+            store.append(rows)
+            correct[0] += sum(r["correct"] for r in rows)
+            correct[1] += len(rows)
+            advance(len(rows))
+    return time.perf_counter() - start
