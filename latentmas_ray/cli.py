@@ -1,4 +1,4 @@
-"""`latentmas-ray`: run, score and (later) report.
+"""`latentmas-ray`: run, score and report.
 
 Flag names follow the reference's run.py (`--max_new_tokens`, `--latent_steps`, ...); the dashed
 spelling (`--max-new-tokens`) is accepted for every flag. Errors a user can fix are printed as
@@ -46,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="latentmas-ray", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _score_parser(sub)
+    from .commands.report import add_report_parser
     from .commands.run import add_run_parser
     add_run_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
@@ -67,6 +69,9 @@ def execute(args: argparse.Namespace) -> int:
         if args.command == "run":
             from .commands.run import run_run
             return run_run(args, console)
+        if args.command == "report":
+            from .commands.report import run_report
+            return run_report(args, console)
     except LatentMASError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
