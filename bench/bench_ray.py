@@ -30,22 +30,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from common import hardware  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def hardware() -> str:
-    cpu = "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load {load:.1f}"
 
 
 def make_cfg(args, model_dir: str, out: Path, bs: int):
@@ -236,7 +225,6 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
 
     import ray
-    import torch
 
     from latentmas_ray.models import resolve_model
     from latentmas_ray.tasks.registry import load_task
@@ -244,7 +232,7 @@ def main() -> int:
     model_dir = str(resolve_model(args.model_name))
     task = load_task("arc_easy", max_samples=args.samples)
     threads = args.threads
-    print(f"bench_ray: {hardware()}, torch {torch.__version__}, ray {ray.__version__}")
+    print(f"bench_ray: {hardware()}, ray {ray.__version__}")
     print(f"model {Path(model_dir).name}; latent_mas on {len(task.samples)} arc_easy samples, "
           f"latent_steps {args.latent_steps}, max_new_tokens {args.max_new_tokens}, greedy, "
           f"generate_bs {args.generate_bs}; best of {args.repeats}")

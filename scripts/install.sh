@@ -10,7 +10,8 @@ want=$(cat setup.cfg scripts/install.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 PY=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+# pip's "Location ... is ignored" lines come from this machine's local mirrors: noise, dropped.
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
 echo "installing into $VENV (about 2 minutes on a fresh machine)..." >&2
 # torch first and pinned: only 2.13.0 has a CPU wheel here; unpinned it pulls GBs of CUDA.
 pip install -q torch==2.13.0

@@ -333,6 +333,7 @@ def _letter_forms(x: str) -> list[str]:
         f"the correct option is ({x.lower()})", f"The answer is {x.lower()}.",
         f"A long discussion.\nA cat is not a dog.\n\n{x}", f"Reasoning.\n({x})",
         f"I first thought (A) but the answer is ({x}) Paris.",
+        f"{x}. Paris is the capital.", f"{x}) Paris\n\nbecause it is.", f"({x}) Paris",
     ]
 
 
@@ -352,6 +353,7 @@ def test_choice_every_form(x):
     "The answer isn't clear", "\\boxed{(B) or (C)}", "Bob went home. A dog barked.",
     # a box decides even when the text says a letter elsewhere
     "The answer is B. \\boxed{5}",
+    "A.I. helps with B", "Because B. no",
 ])
 def test_choice_wrong(text):
     assert not score_choice(text, "B").correct
@@ -364,6 +366,8 @@ def test_choice_order():
     assert score_choice("Not **A**, rather **B**", "B").correct               # the last bold
     s = score_choice("\\boxed{B}", "E")
     assert not s.correct and "not one of A-D" in s.error
+    # an opening option is the last resort: a later answer phrase wins
+    assert score_choice("A. brain cells\n\nThe correct answer is D. ovary cells", "D").correct
 
 
 # ----------------------------------------------------------------------------------------------

@@ -95,8 +95,10 @@ def add_ray_flags(p) -> None:
     p.add("--num_gpus_per_replica", type=float, default=None,
           help="GPUs per replica (default: 1 when the cluster has GPUs, else 0 = CPU replicas)")
     p.add("--torch_threads", type=int, default=None,
-          help="torch threads per replica; CPU replicas reserve as many CPU slots (default: the "
-               "local machine's cores shared out over the replicas, 1 on a cluster)")
+          help="torch threads per replica (in process: of this process); CPU replicas reserve as "
+               "many CPU slots (default: the local machine's cores shared out over the replicas, "
+               "1 on a cluster; in process: torch's default). On a busy small machine, 1 avoids "
+               "OpenMP oversubscription, which can slow decoding tenfold")
     p.add("--max_in_flight", type=int, default=2,
           help="batches queued or running per replica (default 2: one runs, one waits)")
     p.add("--placement_timeout", type=float, default=60.0,
@@ -163,6 +165,8 @@ def run_run(args: argparse.Namespace, console) -> int:
     from ..tasks.registry import load_task
 
     cfg = build_run_config(args)
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise ConfigError(f"--torch_threads must be >= 1, got {args.torch_threads}")
     if args.ray:  # cluster flags and address first: a mistake there leaves no run folder
         import jobs.evaluate as driver
         driver.check_ray_args(args.replicas, args.max_in_flight, args.torch_threads,
@@ -197,7 +201,8 @@ def run_run(args: argparse.Namespace, console) -> int:
             torch_threads=args.torch_threads, max_in_flight=args.max_in_flight,
             placement_timeout=args.placement_timeout, max_restarts=args.max_restarts)
     else:
-        wall = run_in_process(cfg, store, pending, len(done), model_path, prompts, console)
+        wall = run_in_process(cfg, store, pending, len(done), model_path, prompts, console,
+                              torch_threads=args.torch_threads)
 
     table = store.consolidate(order=[s.id for s in task.samples])
     summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
@@ -212,13 +217,17 @@ def run_run(args: argparse.Namespace, console) -> int:
     return 0
 
 
-def run_in_process(cfg: RunConfig, store, pending, n_done: int, model_path, prompts, console) -> float:
+def run_in_process(cfg: RunConfig, store, pending, n_done: int, model_path, prompts, console,
+                   torch_threads: int | None = None) -> float:
     """Evaluate `pending` batch by batch in this process; returns the loop's wall seconds."""
     from ..evaluate import Evaluator
     from ..progress import progress_bar
 
     if not pending:
         return 0.0
+    if torch_threads:
+        import torch
+        torch.set_num_threads(torch_threads)
     evaluator = Evaluator(cfg, model_path, prompts)
     correct = [sum(1 for r in store.read().column("correct").to_pylist() if r), n_done]
     start = time.perf_counter()

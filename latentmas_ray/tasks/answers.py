@@ -62,6 +62,8 @@ Choice extraction, in this order (letters A-D only; option text is never mapped 
    is b." but not "the answer is a dog").
 3. The last bold letter: "**B**", "**(B)**", "**B.**", "**B) Paris**".
 4. The last non-empty line being just a letter: "B", "(B)", "B.".
+5. An answer that opens with an option: a first line "B. Paris", "B) Paris" or "(B) Paris"
+   (small models often answer by repeating the chosen option).
 A capital letter anywhere else (the "A" in "A cat is ...", a letter inside a word) is never read.
 """
 
@@ -513,6 +515,9 @@ _CHOICE_PHRASE = re.compile(
     r"(?:(?:is|would\s+be|will\s+be|should\s+be|must\s+be)(?![A-Za-z'])|:|=)[\s*_:]*"
     r"(?:(?:option|choice)[\s*_:]+)?(?:[(\[][\s*_]*)?([A-Da-d])(?![A-Za-z0-9])", re.I)
 _WORD_FOLLOWS = re.compile(r"[\s*_)\]]*[A-Za-z]")
+# "B. Paris" / "B) Paris" / "(B) Paris" opening the answer: punctuation is required, so the
+# article in "A cat is ..." is never read as a choice.
+_OPENING_OPTION = re.compile(r"(?:\(([A-D])\)|([A-D])[.)])(?:\s|$)")
 _BOLD_LETTER = re.compile(
     r"\*\*[ \t]*[(\[]?([A-D])[)\]]?[.:)]?[ \t]*\*\*|\*\*[ \t]*[(\[]?([A-D])[.:)\]][ \t][^*\n]{0,200}\*\*")
 _LINE_LETTER = re.compile(r"[(\[]?\s*([A-D])(?:\s*[)\]])?\s*\.?")
@@ -572,6 +577,9 @@ def _extract_choice(text: str) -> tuple[str | None, str | None]:
         m = _LINE_LETTER.fullmatch(lines[-1])
         if m:
             return m.group(1), None
+        m = _OPENING_OPTION.match(lines[0])
+        if m:
+            return m.group(1) or m.group(2), None
     return None, "no \\boxed{} letter, answer phrase, bold letter or letter line found"
 
 
