@@ -40,7 +40,6 @@ def _scatter(rep: Report, path: Path, x_of, xlabel: str) -> None:
     fig, ax = _figure()
     names = labels(rep)
     models = sorted({r.model for r in rep.runs})
-    right = max(x_of(rep.stats[r.name]) for r in rep.runs)
     for run in rep.runs:
         s = rep.stats[run.name]
         x, y = x_of(s), 100 * s.accuracy
@@ -50,9 +49,6 @@ def _scatter(rep: Report, path: Path, x_of, xlabel: str) -> None:
         ax.errorbar([x], [y], yerr=err, fmt=TOPOLOGY_MARKERS.get(run.topology, "o"), capsize=4,
                     color=colour, markersize=7, label=names[run.name],
                     markerfacecolor=colour if run.model == models[0] else "white")
-        left = right > 0 and x > 0.6 * right     # label towards the middle: never cut off
-        ax.annotate(names[run.name], (x, y), textcoords="offset points", fontsize=8,
-                    xytext=(-6, 6) if left else (6, 6), ha="right" if left else "left")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"accuracy, % ({rep.level:.0%} bootstrap interval)")
     ax.set_title(f"{rep.task}: accuracy against cost")
