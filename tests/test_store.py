@@ -54,3 +54,14 @@ def test_non_run_folder_is_refused(tmp_path):
     (tmp_path / "x" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty and holds no run"):
         RunStore(tmp_path / "x").open(RunConfig().to_dict())
+
+
+def test_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import os
+    from latentmas_ray.atomic import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
