@@ -122,12 +122,12 @@ def load_task(name: str, data: str | None = None, *, seed: int = 42, on_bad_row:
         raise DataError("the file holds no rows", str(path))
     samples, bad = spec.parse(rows, str(path), seed, on_bad_row)
     skipped = skipped + bad
-    ids: dict[str, int] = {}
-    for line_id, s in enumerate(samples):
-        if s.id in ids:
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
             raise DataError(f"sample id {s.id!r} appears twice", str(path),
                             hint="ids must be unique within a task")
-        ids[s.id] = line_id
+        seen.add(s.id)
     if max_samples > 0:
         samples = samples[:max_samples]
     return LoadedTask(spec, samples, skipped, source)
