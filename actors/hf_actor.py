@@ -12,10 +12,11 @@ tasks, so no GPU actor waits on test execution.
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
 from typing import Any, Sequence
+
+from actors.common import actor_options, local_model_path, quiet_progress_bars, where
+
+__all__ = ["HFReplica", "actor_options", "error_row", "hf_actor_class", "score_rows", "score_task"]
 
 
 class HFReplica:
@@ -27,22 +28,12 @@ class HFReplica:
 
         from latentmas_ray.config import RunConfig
         from latentmas_ray.evaluate import Evaluator
-        from latentmas_ray.models import resolve_model
 
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
-        try:  # "Loading weights" bars from every replica would garble the driver's progress bar
-            from transformers.utils import logging as hf_logging
-            hf_logging.disable_progress_bar()
-        except Exception:  # noqa: BLE001
-            pass
+        quiet_progress_bars()
         self.cfg = RunConfig.from_dict(cfg)
-        # The driver resolved the model on its own node; a worker node may keep it elsewhere
-        # (the embedded model is converted into each node's cache on first use).
-        if model_path and Path(model_path).is_dir():
-            path = Path(model_path)
-        else:
-            path = resolve_model(self.cfg.model.name_or_path)
+        path = local_model_path(self.cfg, model_path)
         self.model_path = str(path)
         self.evaluator = Evaluator(self.cfg, path, prompts)
         self.batches = 0
@@ -51,20 +42,9 @@ class HFReplica:
         """Where this replica runs (the driver's first call: it waits for the model load)."""
         import torch
 
-        info: dict[str, Any] = {
-            "pid": os.getpid(), "host": socket.gethostname(),
-            "device": str(self.evaluator.engine.device), "torch_threads": torch.get_num_threads(),
-            "model_path": self.model_path, "node_id": None, "gpu_ids": [], "batches": self.batches,
-        }
-        try:
-            import ray
-            if ray.is_initialized():
-                ctx = ray.get_runtime_context()
-                info["node_id"] = ctx.get_node_id()
-                info["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]
-        except Exception:  # noqa: BLE001 - informative only
-            pass
-        return info
+        return {**where(), "device": str(self.evaluator.engine.device), "engine": "hf",
+                "torch_threads": torch.get_num_threads(), "model_path": self.model_path,
+                "batches": self.batches}
 
     def generate(self, samples: Sequence) -> list:
         """Method output only (SampleResult per sample); scoring happens elsewhere."""
@@ -96,33 +76,11 @@ def error_row(sample, method: str, error: str) -> dict[str, Any]:
         "gold": sample.gold if sample.kind != "code" else None, "correct": False,
         "extracted": None, "error": f"not evaluated: {error}"[:2000],
         "prompt_tokens": 0, "generated_tokens": 0, "latent_steps": 0, "seconds": 0.0,
-        "agents": [],
+        "agents": [], "hops": [],
     }
 
 
 # ----- Ray forms ---------------------------------------------------------------------------
-
-def actor_options(*, gpus: float = 0.0, cpus: float = 1.0, max_restarts: int = 3,
-                  placement_group=None, bundle_index: int = -1, name: str | None = None
-                  ) -> dict[str, Any]:
-    """Options for `HFActor.options(...)`.
-
-    max_restarts: Ray restarts a crashed replica (it reloads the model) up to this many times.
-    max_task_retries=0: a batch in flight on a dying replica is NOT retried by Ray on the same
-    replica (that would wait for the restart, which may never be placed when its node is
-    gone); it fails at once and the driver hands it to a live replica.
-    """
-    opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": max_restarts,
-                            "max_task_retries": 0, "max_concurrency": 1}
-    if name:
-        opts["name"] = name
-    if placement_group is not None:
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-        opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-            placement_group=placement_group, placement_group_bundle_index=bundle_index,
-            placement_group_capture_child_tasks=False)
-    return opts
-
 
 _REMOTE: dict[str, Any] = {}
 

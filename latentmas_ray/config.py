@@ -81,6 +81,9 @@ class RunConfig:
     output: str | None = None               # results/<run-id> when None
     scoring: str = "standard"               # standard | reference (the reference's string match)
     prompt_file: str | None = None          # user prompt texts overriding the project's
+    # Decode on vLLM: baseline / TextMAS entirely, LatentMAS's judger from the HF agents'
+    # embeddings (methods/hybrid.py). Kernels differ from HF, so it is part of the run's identity.
+    use_vllm: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
 

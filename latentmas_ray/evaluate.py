@@ -5,6 +5,7 @@ A plain class, so the in-process CLI, the Ray actors and the tests all drive the
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,4 +49,5 @@ def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
             "generated_tokens": a.generated_tokens, "latent_steps": a.latent_steps,
             "seconds": a.seconds,
         } for a in result.agents],
+        "hops": [dataclasses.asdict(h) for h in result.hops],
     }

@@ -29,6 +29,10 @@ AGENT_TYPE = pa.struct([
     ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
     ("latent_steps", pa.int32()), ("seconds", pa.float64()),
 ])
+HOP_TYPE = pa.struct([
+    ("src", pa.string()), ("dst", pa.string()), ("payload", pa.string()),
+    ("bytes", pa.int64()), ("ms", pa.float64()),
+])
 SCHEMA = pa.schema([
     ("id", pa.string()), ("task", pa.string()), ("method", pa.string()),
     ("prediction", pa.string()), ("gold", pa.string()), ("correct", pa.bool_()),
@@ -36,14 +40,31 @@ SCHEMA = pa.schema([
     ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
     ("latent_steps", pa.int32()), ("seconds", pa.float64()),
     ("agents", pa.list_(AGENT_TYPE)),
+    ("hops", pa.list_(HOP_TYPE)),           # transfers between actors (empty in one process)
 ])
 # Fields of config.json that may change between a run and its resumption: they do not change
 # any sample's result (batches are padded so results are batch-invariant).
 RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs")
 
 
+def _conform(table: pa.Table) -> pa.Table:
+    """A table in SCHEMA: columns a part written by an older version lacks are added empty
+    (null), so a run started before a column existed still resumes and reports."""
+    for name in SCHEMA.names:
+        if name not in table.column_names:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(len(table), SCHEMA.field(name).type))
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+# Fields added after runs were stored, with the value that reproduces the older behaviour: at
+# that value they are left out of the comparison (and the run id), so an older run folder,
+# whose config.json lacks them, still resumes.
+LATER_FIELDS = {"use_vllm": False}
+
+
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in RESUMABLE_FIELDS}
+    return {k: v for k, v in config.items() if k not in RESUMABLE_FIELDS
+            and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
 class RunStore:
@@ -64,8 +85,8 @@ class RunStore:
             except (OSError, json.JSONDecodeError) as e:
                 raise ConfigError(f"{self.config_path} is not readable JSON ({e}); "
                                   "choose another --output") from None
-            diff = sorted(k for k in set(comparable_config(old["run"])) | set(comparable_config(config))
-                          if old["run"].get(k) != config.get(k))
+            was, now = comparable_config(old["run"]), comparable_config(config)
+            diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
             if diff:
                 shown = ", ".join(f"{k}: {old['run'].get(k)!r} -> {config.get(k)!r}" for k in diff[:4])
                 raise ConfigError(f"output folder {self.dir} holds a different run ({shown}); "
@@ -100,8 +121,8 @@ class RunStore:
         files = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
         if not files:
             merged = self.dir / "samples.parquet"
-            return pq.read_table(merged) if merged.exists() else SCHEMA.empty_table()
-        table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+            return _conform(pq.read_table(merged)) if merged.exists() else SCHEMA.empty_table()
+        table = pa.concat_tables([_conform(pq.read_table(f)) for f in files])
         ids = table.column("id").to_pylist()
         last = {sid: i for i, sid in enumerate(ids)}
         if len(last) != len(ids):
@@ -132,10 +153,14 @@ def summarize(table: pa.Table, wall_seconds: float | None = None) -> dict[str, A
     correct = sum(bool(r["correct"]) for r in rows)
     mean = (lambda key: sum(r[key] or 0 for r in rows) / n) if n else (lambda key: 0.0)
     by_role: dict[str, list[int]] = {}
+    hops: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
         for a in r["agents"] or []:
             by_role.setdefault(a["role"], []).append(a["generated_tokens"] or 0)
-    return {
+        for h in r.get("hops") or []:
+            hops.setdefault(f"{h['src']}->{h['dst']} ({h['payload']})", []).append(
+                (h["bytes"] or 0, h["ms"] or 0.0))
+    out = {
         "samples": n,
         "correct": correct,
         "accuracy": correct / n if n else 0.0,
@@ -147,3 +172,8 @@ def summarize(table: pa.Table, wall_seconds: float | None = None) -> dict[str, A
         "mean_generated_tokens_by_agent": {k: sum(v) / len(v) for k, v in by_role.items()},
         "wall_seconds_this_session": wall_seconds,
     }
+    if hops:   # per hop: mean bytes and milliseconds per sample
+        out["hops"] = {k: {"mean_bytes": sum(b for b, _ in v) / len(v),
+                           "mean_ms": sum(t for _, t in v) / len(v), "samples": len(v)}
+                       for k, v in hops.items()}
+    return out

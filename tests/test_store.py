@@ -65,3 +65,38 @@ def test_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_hops_are_stored_and_summarised(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.open(RunConfig(task="gsm8k").to_dict())
+    hop = lambda b, ms: {"src": "refiner", "dst": "judger", "payload": "kv", "bytes": b, "ms": ms}  # noqa: E731
+    store.append([{**_row(0), "hops": [hop(1000, 2.0)]}, {**_row(1), "hops": [hop(3000, 4.0)]}])
+    table = store.consolidate()
+    assert table.column("hops").to_pylist()[1] == [hop(3000, 4.0)]
+    assert summarize(table)["hops"] == {"refiner->judger (kv)": {
+        "mean_bytes": 2000.0, "mean_ms": 3.0, "samples": 2}}
+
+
+def test_parts_written_before_a_column_existed_still_read(tmp_path):
+    """A run stored before `hops` existed resumes: its parts read with the column empty, and
+    its config (no use_vllm field) matches today's default config."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from latentmas_ray.store import SCHEMA
+
+    old_cfg = RunConfig(task="gsm8k").to_dict()
+    del old_cfg["use_vllm"]
+    store = RunStore(tmp_path / "run")
+    store.open(old_cfg)
+    old_schema = pa.schema([f for f in SCHEMA if f.name != "hops"])
+    pq.write_table(pa.Table.from_pylist([_row(0)], schema=old_schema),
+                   store.parts / "part-00000000000000000001-old.parquet")
+    store.append([_row(1)])
+    RunStore(tmp_path / "run").open(RunConfig(task="gsm8k").to_dict())     # resumes
+    table = store.consolidate(order=["0", "1"])
+    assert table.schema == SCHEMA and table.column("hops").to_pylist() == [None, None]
+    assert "hops" not in summarize(table)
+    with pytest.raises(ConfigError, match="use_vllm"):
+        RunStore(tmp_path / "run").open(RunConfig(task="gsm8k", use_vllm=True).to_dict())

@@ -7,6 +7,8 @@ Accounting (the definitions the reports use):
 - latent_steps: latent vectors fed, summed over agents (LatentMAS: 3 * m; others: 0).
 - seconds: a batch runs as one unit, so its wall time is split evenly over its samples
   (per agent: that agent's phase time / B). Sums over samples equal the real wall time.
+- hops: what crossed between processes for this sample (the hybrid's judger input, a
+  disaggregated run's working memory between role actors): bytes and milliseconds per hop.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ class AgentTrace:
 
 
 @dataclass
+class Hop:
+    """One transfer of a sample's working memory between two actors."""
+
+    src: str                  # sending role / engine ("refiner", "hf")
+    dst: str                  # receiving one ("judger", "vllm")
+    payload: str              # "kv" (cache tensors) | "embeds" (input embeddings to re-prefill)
+    bytes: int                # this sample's share of the payload
+    ms: float                 # this sample's share of put + get (serialise, move, deserialise)
+
+
+@dataclass
 class SampleResult:
     id: str
     prediction: str           # the final text (judger / last agent / single answer)
@@ -42,6 +55,7 @@ class SampleResult:
     prompt_tokens: int = 0
     latent_steps: int = 0
     seconds: float = 0.0
+    hops: list[Hop] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

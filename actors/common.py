@@ -1,0 +1,99 @@
+"""What every replica actor needs, whatever its engine: where its model is on its own node,
+where it landed (for the driver's log), Ray options, and timed transfers through the object
+store. Plain functions; Ray is imported only where a function needs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+# Environment of every model actor: never reach a hub, no tokenizer thread pools fighting the
+# torch threads.
+ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def local_model_path(cfg, model_path: str | None) -> Path:
+    """The driver resolved the model on its own node; a worker node may keep it elsewhere (the
+    embedded model is converted into each node's cache on first use)."""
+    from latentmas_ray.models import resolve_model
+
+    if model_path and Path(model_path).is_dir():
+        return Path(model_path)
+    return resolve_model(cfg.model.name_or_path)
+
+
+def quiet_progress_bars() -> None:
+    """"Loading weights" bars from every replica would garble the driver's progress bar."""
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def where() -> dict[str, Any]:
+    """pid, host, Ray node and GPUs of this process (node/GPUs only inside Ray)."""
+    info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "node_id": None,
+                            "gpu_ids": []}
+    try:
+        import ray
+        if ray.is_initialized():
+            ctx = ray.get_runtime_context()
+            info["node_id"] = ctx.get_node_id()
+            info["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]
+    except Exception:  # noqa: BLE001 - informative only
+        pass
+    return info
+
+
+def actor_options(*, gpus: float = 0.0, cpus: float = 1.0, max_restarts: int = 3,
+                  placement_group=None, bundle_index: int = -1, name: str | None = None,
+                  env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Options for `SomeActor.options(...)`.
+
+    max_restarts: Ray restarts a crashed replica (it reloads the model) up to this many times.
+    max_task_retries=0: a batch in flight on a dying replica is NOT retried by Ray on the same
+    replica (that would wait for the restart, which may never be placed when its node is
+    gone); it fails at once and the driver hands it to a live replica.
+    """
+    opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": max_restarts,
+                            "max_task_retries": 0, "max_concurrency": 1,
+                            "runtime_env": {"env_vars": {**ACTOR_ENV, **(env or {})}}}
+    if name:
+        opts["name"] = name
+    if placement_group is not None:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+            placement_group=placement_group, placement_group_bundle_index=bundle_index,
+            placement_group_capture_child_tasks=False)
+    return opts
+
+
+# ----- timed transfers ---------------------------------------------------------------------
+# An actor that returns a big object lets Ray move it, but nobody can time that. `ship` puts
+# the payload into the object store itself and returns a small box holding its reference (a
+# reference nested in a list is NOT resolved by Ray when passed on), so the receiver can time
+# `receive`: fetching it (from another node when it lives there) and deserialising it.
+
+def ship(payload: Any) -> dict[str, Any]:
+    """Put `payload` into the object store (timed); the box travels instead of the payload."""
+    import ray
+
+    t0 = time.perf_counter()
+    ref = ray.put(payload)
+    return {"ref": [ref], "put_ms": (time.perf_counter() - t0) * 1e3}
+
+
+def receive(box: dict[str, Any] | Any) -> tuple[Any, float]:
+    """(payload, put + get milliseconds). A plain (unboxed) payload passes through at 0 ms, so
+    the same actor code runs in one process without Ray."""
+    if not (isinstance(box, dict) and "ref" in box and "put_ms" in box):
+        return box, 0.0
+    import ray
+
+    t0 = time.perf_counter()
+    payload = ray.get(box["ref"][0])
+    return payload, box["put_ms"] + (time.perf_counter() - t0) * 1e3
