@@ -18,11 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-from common import hardware  # noqa: E402
-DATASETS = REPO.parent / "shared" / "datasets"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATASETS, REPO, hardware  # noqa: E402
 
 
 def evaluate(evaluator, samples, bs: int):

@@ -1,8 +1,24 @@
-"""What every benchmark prints first: the machine it ran on."""
+"""What every benchmark shares: the repository on sys.path, an offline environment, and the
+machine it ran on (printed first). A benchmark starts with
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import REPO, DATASETS, hardware  # noqa: E402
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO.parent / "shared" / "datasets"      # the real benchmark files, beside the checkout
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+# Nothing may come from a hub; no usage reports; no tokenizer thread pools fighting torch's.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def hardware() -> str:

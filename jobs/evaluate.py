@@ -118,8 +118,12 @@ def connect(address: str | None, *, local_cpus: int | None = None) -> tuple[bool
 
 # ----- placing the replicas ------------------------------------------------------------------
 
-def replica_bundle(gpus: float, threads: int) -> dict[str, float]:
-    return {"CPU": 1.0, "GPU": float(gpus)} if gpus > 0 else {"CPU": float(threads)}
+def replica_bundle(gpus: float, threads: int, actors: int = 1) -> dict[str, float]:
+    """One replica's resources. `actors` = 2 for a hybrid LatentMAS replica (an HF actor with
+    `threads` CPU slots + a vLLM actor with one; on GPU one CPU slot each)."""
+    if gpus > 0:
+        return {"CPU": float(actors), "GPU": float(gpus)}
+    return {"CPU": float(threads + actors - 1)}
 
 
 def placeable(nodes: list[dict[str, float]], bundle: dict[str, float]) -> int:
@@ -135,7 +139,8 @@ def alive_node_resources() -> list[dict[str, float]]:
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
-def check_placement(replicas: int, gpus: float, threads: int, where: str) -> dict[str, float]:
+def check_placement(replicas: int, gpus: float, threads: int, where: str,
+                    actors: int = 1) -> dict[str, float]:
     """The static checks: GPUs exist when asked for, and the nodes can hold the replicas."""
     nodes = alive_node_resources()
     total_gpus = sum(n.get("GPU", 0.0) for n in nodes)
@@ -145,7 +150,7 @@ def check_placement(replicas: int, gpus: float, threads: int, where: str) -> dic
             f"--num_gpus_per_replica {gpus:g} asks for GPUs, but {where} has none "
             f"({len(nodes)} node(s), {total_cpus:g} CPUs); use --num_gpus_per_replica 0 for "
             "CPU replicas, or a cluster with GPU nodes")
-    bundle = replica_bundle(gpus, threads)
+    bundle = replica_bundle(gpus, threads, actors)
     fit = placeable(nodes, bundle)
     if fit < replicas:
         need = ", ".join(f"{v:g} {k}" for k, v in bundle.items() if v > 0)
@@ -222,7 +227,7 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, replicas: int = 
                address: str | None = None, gpus_per_replica: float | None = None,
                console=None, torch_threads: int | None = None, max_in_flight: int = 2,
                placement_timeout: float = 60.0, max_restarts: int = 3,
-               ready_timeout: float = 1800.0,
+               ready_timeout: float = 1800.0, vllm_options=None, vllm_gpu_share: float = 0.5,
                on_event: Callable[[str, dict[str, Any]], None] | None = None) -> float:
     """Evaluate the task's samples that `store` does not hold yet, on `replicas` model replicas.
 
@@ -235,6 +240,10 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, replicas: int = 
 
     on_event(kind, info) is a hook for tests and monitoring: "ready" (replicas placed and
     loaded), "batch" (a batch written), "replica_down", "replica_up".
+
+    cfg.use_vllm: replicas are vLLM actors (baseline, TextMAS) or, for LatentMAS, an HF actor +
+    a vLLM actor on one node (actors/vllm_actor.py) that split the replica's GPUs
+    `1 - vllm_gpu_share` : `vllm_gpu_share`; vllm_options: engines.vllm.VLLMOptions.
     """
     from rich.console import Console
 
@@ -260,21 +269,20 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, replicas: int = 
         # CPU replicas: `threads` torch threads on as many reserved CPU slots. GPU replicas:
         # one CPU slot; torch threads left to Ray's default unless given.
         threads = torch_threads or (local_threads if owned else 1)
-        bundle = check_placement(replicas, gpus_per_replica, threads, where)
+        hybrid = cfg.use_vllm and cfg.method.method == "latent_mas"
+        bundle = check_placement(replicas, gpus_per_replica, threads, where, 2 if hybrid else 1)
         pg = reserve(replicas, bundle, placement_timeout, where)
-        reps = _start_replicas(cfg, model_path, prompts, replicas, gpus_per_replica,
-                               threads if gpus_per_replica == 0 else torch_threads,
-                               pg, max_restarts, ready_timeout, console, where)
+        start = ReplicaStarter(cfg, model_path, prompts, gpus_per_replica,
+                               threads if gpus_per_replica == 0 else torch_threads, max_restarts,
+                               vllm_options, vllm_gpu_share)
+        reps = _start_replicas(start, replicas, pg, ready_timeout, console, where)
         if on_event:
             on_event("ready", {"replicas": {r.rid: dict(r.info) for r in reps}})
         return _drive(cfg, store, pending, done, reps, max_in_flight, console, on_event,
                       replica_timeout=ready_timeout)
     finally:
         for r in reps:
-            try:
-                ray.kill(r.handle, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+            kill_replica(r.handle)
         if pg is not None:
             try:
                 from ray.util import remove_placement_group
@@ -285,28 +293,61 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, replicas: int = 
             ray.shutdown()
 
 
-def _start_replicas(cfg, model_path, prompts, replicas, gpus, threads, pg, max_restarts,
-                    ready_timeout, console, where) -> list[_Replica]:
+class ReplicaStarter:
+    """Starts one replica of the run's kind in a placement-group bundle: an HF actor, a vLLM
+    actor (cfg.use_vllm, text methods) or a hybrid pair (cfg.use_vllm, LatentMAS)."""
+
+    def __init__(self, cfg, model_path, prompts, gpus: float, threads: int | None,
+                 max_restarts: int, vllm_options=None, vllm_gpu_share: float = 0.5):
+        self.cfg_dict = cfg.to_dict()
+        self.model_path = str(model_path) if model_path else None
+        self.prompts = prompts or {}
+        self.gpus, self.threads, self.max_restarts = gpus, threads, max_restarts
+        self.use_vllm = cfg.use_vllm
+        self.hybrid = cfg.use_vllm and cfg.method.method == "latent_mas"
+        self.vllm_options = vllm_options.to_dict() if vllm_options is not None else {}
+        self.vllm_gpu_share = vllm_gpu_share
+
+    def __call__(self, pg, index: int):
+        common = dict(placement_group=pg, bundle_index=index, max_restarts=self.max_restarts)
+        cpus = 1.0 if self.gpus > 0 else float(self.threads or 1)
+        if self.hybrid:
+            from actors.vllm_actor import start_hybrid_replica
+            return start_hybrid_replica(
+                self.cfg_dict, self.model_path, self.prompts,
+                hf_gpus=self.gpus * (1 - self.vllm_gpu_share), vllm_gpus=self.gpus * self.vllm_gpu_share,
+                hf_cpus=cpus, vllm_cpus=1.0, hf_threads=self.threads,
+                vllm_options=self.vllm_options, **common)
+        if self.use_vllm:
+            from actors.vllm_actor import start_vllm_replica
+            return start_vllm_replica(self.cfg_dict, self.model_path, self.prompts, gpus=self.gpus,
+                                      cpus=cpus, vllm_options=self.vllm_options, **common)
+        from actors.hf_actor import actor_options, hf_actor_class
+        return hf_actor_class().options(**actor_options(gpus=self.gpus, cpus=cpus, **common)).remote(
+            self.cfg_dict, self.model_path, self.prompts, self.threads)
+
+
+def kill_replica(handle) -> None:
+    """Stop a replica for good: an actor handle, or a hybrid pair (which has its own kill)."""
     import ray
 
-    from actors.hf_actor import actor_options, hf_actor_class
-
-    actor = hf_actor_class()
-    cpus = 1.0 if gpus > 0 else float(threads)
-    cfg_dict = cfg.to_dict()
-    threads_shown = threads or 1
-    reps = []
-    for i in range(replicas):
-        opts = actor_options(gpus=gpus, cpus=cpus, max_restarts=max_restarts,
-                             placement_group=pg, bundle_index=i)
-        handle = actor.options(**opts).remote(cfg_dict, str(model_path) if model_path else None,
-                                              prompts or {}, threads)
-        reps.append(_Replica(i, handle))
     try:
-        return _await_replicas(reps, gpus, threads_shown, ready_timeout, console, where)
+        if hasattr(handle, "kill"):
+            handle.kill()
+        else:
+            ray.kill(handle, no_restart=True)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+def _start_replicas(start: ReplicaStarter, replicas, pg, ready_timeout, console, where
+                    ) -> list[_Replica]:
+    reps = [_Replica(i, start(pg, i)) for i in range(replicas)]
+    try:
+        return _await_replicas(reps, start.gpus, start.threads or 1, ready_timeout, console, where)
     except BaseException:
         for r in reps:
-            ray.kill(r.handle, no_restart=True)
+            kill_replica(r.handle)
         raise
 
 
@@ -336,7 +377,10 @@ def _await_replicas(reps, gpus, threads_shown, ready_timeout, console, where):
     for r in reps:
         console.print(f"  replica {r.rid}: {r.info.get('host')} node "
                       f"{(r.info.get('node_id') or '?')[:8]} pid {r.info.get('pid')} "
-                      f"{r.info.get('device')} gpus {r.info.get('gpu_ids')}", highlight=False)
+                      f"{r.info.get('device')} gpus {r.info.get('gpu_ids')} "
+                      f"{r.info.get('engine', 'hf')}"
+                      + (f" + vllm pid {r.info['vllm'].get('pid')} gpus {r.info['vllm'].get('gpu_ids')}"
+                         if "vllm" in r.info else ""), highlight=False)
     return reps
 
 

