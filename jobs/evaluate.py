@@ -254,8 +254,6 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, replicas: int = 
     if not pending:
         return 0.0
 
-    import ray
-
     cores = os.cpu_count() or 1
     local_threads = torch_threads or max(1, cores // replicas)
     # A local Ray gets enough CPU slots for the replicas plus one for scoring tasks.
@@ -281,16 +279,24 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, replicas: int = 
         return _drive(cfg, store, pending, done, reps, max_in_flight, console, on_event,
                       replica_timeout=ready_timeout)
     finally:
-        for r in reps:
-            kill_replica(r.handle)
-        if pg is not None:
-            try:
-                from ray.util import remove_placement_group
-                remove_placement_group(pg)
-            except Exception:  # noqa: BLE001
-                pass
-        if owned:
-            ray.shutdown()
+        release([r.handle for r in reps], pg, owned)
+
+
+def release(handles, pg, owned: bool) -> None:
+    """The end of a run, however it ends: replicas killed, their reservation removed, and the
+    local Ray this process started (owned) shut down."""
+    import ray
+
+    for h in handles:
+        kill_replica(h)
+    if pg is not None:
+        try:
+            from ray.util import remove_placement_group
+            remove_placement_group(pg)
+        except Exception:  # noqa: BLE001
+            pass
+    if owned:
+        ray.shutdown()
 
 
 class ReplicaStarter:
@@ -493,7 +499,10 @@ def _drive(cfg, store, pending, done, reps, max_in_flight, console, on_event,
                     continue
                 except RayTaskError as e:           # the method or the scorer raised
                     last_error[0] = _short(e)
-                    give_up(sched.failed(ticket, _short(e)), advance)
+                    # ... or could not fetch its input because the actor that made it died
+                    # (a disaggregated role's memory): a loss, not the batch's fault
+                    lost = isinstance(getattr(e, "cause", None), ray.exceptions.ObjectLostError)
+                    give_up(sched.failed(ticket, _short(e), lost=lost), advance)
                     continue
                 except RayError as e:               # lost objects, dead workers, ...
                     last_error[0] = _short(e)

@@ -142,6 +142,13 @@ def add_ray_flags(p) -> None:
           help="seconds to wait for the cluster to free (or an autoscaler to add) the resources "
                "the replicas need (default 60)")
     p.add("--max_restarts", type=int, default=3, help="restarts of a crashed replica (default 3)")
+    p.add("--placement", choices=["colocated", "disaggregated"], default="colocated",
+          help="--ray LatentMAS: colocated (default: one actor runs all agents of a batch) or "
+               "disaggregated (one actor per role, batches pipelined through them, the working "
+               "memory moving role to role through the object store)")
+    p.add("--hop_payload", choices=["kv", "embeds", "auto"], default="kv",
+          help="disaggregated: what moves between role actors: the KV cache (default), input "
+               "embeddings to re-prefill (--memory full only) or auto (a measured cost model)")
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -204,6 +211,12 @@ def run_run(args: argparse.Namespace, console) -> int:
     cfg = build_run_config(args)
     if args.torch_threads is not None and args.torch_threads < 1:
         raise ConfigError(f"--torch_threads must be >= 1, got {args.torch_threads}")
+    placement = getattr(args, "placement", "colocated")
+    if placement == "disaggregated":
+        if not args.ray:
+            raise ConfigError("--placement disaggregated runs role actors on Ray: add --ray")
+        from jobs.disaggregated import check_disaggregated
+        check_disaggregated(cfg, args.hop_payload)
     vopts = None
     if cfg.use_vllm:  # before anything is written: vLLM importable, settings it can honour
         from ..engines.vllm import require_vllm
@@ -239,7 +252,15 @@ def run_run(args: argparse.Namespace, console) -> int:
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
                   f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
                   highlight=False)
-    if args.ray:
+    if args.ray and placement == "disaggregated":
+        from jobs.disaggregated import run_disaggregated
+        wall = run_disaggregated(
+            cfg, task, store, model_path, prompts, replicas=args.replicas, address=args.address,
+            gpus_per_replica=args.num_gpus_per_replica, console=console,
+            torch_threads=args.torch_threads, max_in_flight=args.max_in_flight,
+            placement_timeout=args.placement_timeout, max_restarts=args.max_restarts,
+            hop_payload=args.hop_payload)
+    elif args.ray:
         wall = driver.run_on_ray(
             cfg, task, store, model_path, prompts, replicas=args.replicas, address=args.address,
             gpus_per_replica=args.num_gpus_per_replica, console=console,

@@ -1,0 +1,385 @@
+"""One LatentMAS role (planner, critic, refiner or judger) as its own actor: the disaggregated
+placement (`--placement disaggregated`, driver in jobs/disaggregated.py).
+
+A batch flows through four actors as a pipeline,
+
+    judger.judge_rows(refiner.step(critic.step(planner.step(samples))))
+
+and each hop carries the batch's working memory through the object store as one of two
+payloads (`--hop_payload`):
+
+- "kv": the BatchKV itself (`to_state("cpu")`: keys/values of every layer, mask, positions,
+  segments); the receiver loads it on its device and goes on. Works with every memory mode
+  (the cache was already cut to the mode by `latent_agent_step`). Exact: the same tensors.
+- "embeds": per sample, the input sequence that rebuilds the memory: each earlier agent's
+  prompt token embeddings then its m latent vectors, in cache order (as methods/hybrid.py builds
+  the judger's input, recorded with its `_Recorder`). The receiver re-prefills it (positions
+  0..N-1, as the BatchKV gives each row) before running its own role. Much smaller (hidden
+  size instead of 2 * layers * kv_heads * head_dim values per position) but it costs a prefill
+  at every hop and equals "kv" only up to kernel rounding. Only with memory "full": a pruned
+  memory keeps entries that attended to dropped ones, which no re-prefill can rebuild.
+
+`choose_payload` is the small cost model behind `--hop_payload auto`.
+
+Each hop is recorded per sample as a `Hop(src, dst, payload, bytes, ms)`: bytes = that
+sample's share of the shipped tensors (kv: in proportion to its real cache entries; embeds: its
+own sequence); ms = the batch's hop time / B, where the hop time is the sender's move to the
+CPU and `ray.put`, the receiver's `ray.get` and move to its device, and for "embeds" the
+receiver's re-prefill (what the hop costs the pipeline, so the two payloads compare).
+
+`RoleWorker` is a plain class (tests run a whole chain in one process without Ray, passing
+the payload dicts directly); `role_actor_class()` is its Ray form. Every call is timed for
+`stats()` (busy seconds and call intervals: the pipeline's busy fractions).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Sequence
+
+from actors.common import local_model_path, quiet_progress_bars, receive, ship, where
+
+ROLES = ("planner", "critic", "refiner", "judger")
+PAYLOADS = ("kv", "embeds", "auto")
+
+
+# ----- the cost model ------------------------------------------------------------------------
+
+def bytes_per_position(model_config, dtype_bytes: int) -> dict[str, int]:
+    """Bytes one cache position costs as KV (2 * layers * kv_heads * head_dim * dtype) and as
+    an input embedding (hidden * dtype)."""
+    c = model_config
+    layers = c.num_hidden_layers
+    heads = c.num_attention_heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    return {"kv": 2 * layers * kv_heads * head_dim * dtype_bytes,
+            "embeds": c.hidden_size * dtype_bytes}
+
+
+def choose_payload(kv_bytes_per_pos: float, embeds_bytes_per_pos: float,
+                   prefill_ms_per_pos: float, bytes_per_ms: float, memory: str = "full") -> str:
+    """`--hop_payload auto`. Per position of memory a hop moves, KV costs kv_bytes / bandwidth;
+    embeddings cost embeds_bytes / bandwidth + one re-prefill of that position. Both grow
+    linearly with the memory, so the choice does not depend on its length:
+
+        embeds  iff  (kv_bytes_per_pos - embeds_bytes_per_pos) / bytes_per_ms > prefill_ms_per_pos
+
+    i.e. re-prefill wins only where the link is slow relative to the accelerator. Pruned
+    memories (memory != "full") can only travel as KV."""
+    if memory != "full":
+        return "kv"
+    saved_ms = (kv_bytes_per_pos - embeds_bytes_per_pos) / max(bytes_per_ms, 1e-9)
+    return "embeds" if saved_ms > prefill_ms_per_pos else "kv"
+
+
+def check_payload(payload: str, memory: str) -> None:
+    from latentmas_ray.errors import ConfigError
+
+    if payload not in PAYLOADS:
+        raise ConfigError(f"unknown --hop_payload {payload!r}; use kv, embeds or auto")
+    if payload == "embeds" and memory != "full":
+        raise ConfigError(
+            f"--hop_payload embeds needs --memory full, not {memory}: a pruned memory keeps "
+            "cache entries that attended to the dropped ones, and re-prefilling the kept inputs "
+            "cannot rebuild them; use --hop_payload kv (or auto)")
+
+
+# ----- the worker ----------------------------------------------------------------------------
+
+class RoleWorker:
+    """One role's HF engine. `engine` (tests): an already loaded HFEngine to share."""
+
+    def __init__(self, cfg: dict[str, Any], model_path: str | None, prompts: dict[str, str] | None,
+                 role: str, torch_threads: int | None = None, payload: str = "kv", engine=None):
+        import torch
+
+        from latentmas_ray.config import RunConfig
+
+        assert role in ROLES, role
+        if torch_threads:
+            torch.set_num_threads(int(torch_threads))
+        quiet_progress_bars()
+        self.cfg = RunConfig.from_dict(cfg)
+        self.role = role
+        self.prompts = prompts or {}
+        self.payload = payload
+        if engine is None:
+            from latentmas_ray.engines.hf import HFEngine
+            path = local_model_path(self.cfg, model_path)
+            self.model_path = str(path)
+            engine = HFEngine.load(self.cfg.model, self.model_path)
+        else:
+            self.model_path = str(model_path)
+        self.engine = engine
+        self.batches = 0
+        self.busy_s = 0.0
+        self.calls: list[tuple[float, float]] = []      # (start, end) wall clock per call
+
+    # ----- info ------------------------------------------------------------------------------
+    def ready(self, partner: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Where this role runs. `partner` (the previous role's ready(), resolved by Ray) is
+        merged in, so one chained call answers for a whole pipeline: {"roles": {role: info}}."""
+        import torch
+
+        info = {**where(), "device": str(self.engine.device), "engine": "hf", "role": self.role,
+                "torch_threads": torch.get_num_threads(), "model_path": self.model_path,
+                "batches": self.batches}
+        roles = dict((partner or {}).get("roles", {}))
+        roles[self.role] = info
+        first = roles[next(r for r in ROLES if r in roles)]
+        return {**first, "roles": roles}
+
+    def stats(self) -> dict[str, Any]:
+        return {"role": self.role, "pid": os.getpid(), "batches": self.batches,
+                "busy_s": self.busy_s, "calls": list(self.calls)}
+
+    def reset_stats(self) -> None:
+        self.busy_s, self.calls = 0.0, []
+
+    def cost_profile(self, positions: int = 128, repeats: int = 2) -> dict[str, float]:
+        """What `choose_payload` needs from this engine: bytes per position both ways and the
+        measured prefill time per position (best of `repeats` prefills of `positions`)."""
+        import torch
+
+        e = self.engine
+        dtype_bytes = torch.empty((), dtype=e.dtype).element_size()
+        out: dict[str, float] = dict(bytes_per_position(e.model.config, dtype_bytes))
+        ids = (torch.arange(positions, device=e.device) % max(2, len(e.tokenizer) - 1))[None]
+        mask = torch.ones_like(ids)
+        best = float("inf")
+        for _ in range(repeats):
+            kv = e.new_memory(1)
+            e.sync()
+            t0 = time.perf_counter()
+            e.forward(kv, mask, input_ids=ids)
+            e.sync()
+            best = min(best, time.perf_counter() - t0)
+        out["prefill_ms_per_pos"] = best * 1e3 / positions
+        return out
+
+    def probe_send(self, nbytes: int):
+        """A payload of `nbytes` shipped like a memory (to time this link with probe_receive)."""
+        import torch
+        return self._ship({"probe": torch.zeros(max(1, nbytes // 4), dtype=torch.float32)})
+
+    def probe_receive(self, box) -> dict[str, float]:
+        payload, ms = receive(box)
+        t = payload["probe"]
+        return {"bytes": t.numel() * t.element_size(), "ms": ms}
+
+    # ----- the roles -------------------------------------------------------------------------
+    def step(self, samples_or_box, payload: str | None = None):
+        """A latent role. The planner gets the batch's samples; the critic and refiner the box
+        the previous role returned. Returns a box (in Ray) or the plain dict (without Ray):
+        {samples, traces, hops, src, payload, state | embeds, ...}."""
+        assert self.role != "judger", "the judger runs judge() / judge_rows()"
+        start, t0 = time.time(), time.perf_counter()
+        try:
+            return self._step(samples_or_box, payload or self.payload)
+        finally:
+            self._account(start, t0)
+
+    def judge(self, box, with_samples: bool = False):
+        """The judger: SampleResults (each with its hops), optionally with the samples."""
+        assert self.role == "judger", f"{self.role} is not the judger"
+        start, t0 = time.time(), time.perf_counter()
+        try:
+            results, samples = self._judge(box)
+        finally:
+            self._account(start, t0)
+        return (results, samples) if with_samples else results
+
+    def judge_rows(self, box) -> list[dict[str, Any]]:
+        """Judge and score (cheap scorers: math, multiple choice): store rows."""
+        from actors.hf_actor import score_rows
+
+        results, samples = self.judge(box, with_samples=True)
+        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
+
+    def measure_hop(self, box) -> dict[str, Any]:
+        """Receive and rebuild a memory without running the role (the benchmark's hop cost):
+        bytes, transfer ms (to the CPU + put + get) and rebuild ms (kv: loading it on this
+        device; embeds: the re-prefill)."""
+        data, get_ms = receive(box)
+        kv, rebuild_ms, _ = self._rebuild(data)
+        return {"payload": data["payload"], "bytes": data["bytes"], "positions": int(kv.length),
+                "transfer_ms": data["send_ms"] + get_ms, "rebuild_ms": rebuild_ms}
+
+    # ----- internals -------------------------------------------------------------------------
+    def _account(self, start: float, t0: float) -> None:
+        self.batches += 1
+        self.busy_s += time.perf_counter() - t0
+        self.calls.append((start, time.time()))
+
+    def _ship(self, data: dict[str, Any]):
+        import ray
+        return ship(data) if ray.is_initialized() else data
+
+    def _rebuild(self, data: dict[str, Any]):
+        """The received memory on this engine: (BatchKV, ms spent loading / re-prefilling,
+        the received embeddings or None)."""
+        import torch
+
+        from latentmas_ray.latent.cache import BatchKV
+
+        e = self.engine
+        e.sync()
+        t0 = time.perf_counter()
+        if data["payload"] == "kv":
+            kv = BatchKV.from_state(data["state"], e.device)
+            embeds = None
+        else:
+            embeds = data["embeds"]
+            b, n = len(embeds), max(x.shape[0] for x in embeds)
+            x = torch.zeros(b, n, e.hidden_size, dtype=e.dtype, device=e.device)   # [B, N, D]
+            mask = torch.zeros(b, n, dtype=torch.long, device=e.device)             # [B, N]
+            for i, emb in enumerate(embeds):
+                x[i, n - emb.shape[0]:] = emb.to(device=e.device, dtype=e.dtype)
+                mask[i, n - emb.shape[0]:] = 1
+            kv = e.new_memory(b)
+            start = kv.begin_segment()
+            e.forward(kv, mask, inputs_embeds=x)
+            kv.end_segment(start, latent=0)
+        e.sync()
+        return kv, (time.perf_counter() - t0) * 1e3, embeds
+
+    def _receive(self, box):
+        """(data, BatchKV, hop ms for the whole batch, received embeddings or None)."""
+        data, get_ms = receive(box)
+        kv, load_ms, embeds = self._rebuild(data)
+        return data, kv, data["send_ms"] + get_ms + load_ms, embeds
+
+    def _add_hop(self, data, hop_ms: float) -> list[list]:
+        from latentmas_ray.methods.result import Hop
+
+        b = len(data["samples"])
+        return [list(h) + [Hop(data["src"], self.role, data["payload"], int(nb), hop_ms / b)]
+                for h, nb in zip(data["hops"], data["sample_bytes"])]
+
+    def _step(self, samples_or_box, payload: str):
+        import torch
+
+        from latentmas_ray.methods.hybrid import _Recorder
+        from latentmas_ray.methods.latent_mas import latent_agent_step
+
+        e, mcfg = self.engine, self.cfg.method
+        if isinstance(samples_or_box, (list, tuple)):           # the planner: a fresh memory
+            samples = list(samples_or_box)
+            kv, embeds = e.new_memory(len(samples)), None
+            traces: list[list] = [[] for _ in samples]
+            hops: list[list] = [[] for _ in samples]
+        else:
+            data, kv, hop_ms, embeds = self._receive(samples_or_box)
+            samples, traces = data["samples"], [list(t) for t in data["traces"]]
+            hops = self._add_hop(data, hop_ms)
+            payload = data["payload"]       # a chain keeps the payload its planner chose
+        if payload == "embeds":
+            check_payload(payload, mcfg.memory)
+        m = mcfg.latent_steps
+        realign = e.realigner(mcfg.latent_space_realign)
+        recorder = _Recorder(realign) if payload == "embeds" else None
+        steps = latent_agent_step(e, kv, samples, self.role, mcfg, recorder or realign,
+                                  self.prompts)
+        for t, s in zip(traces, steps):
+            t.append(s)
+
+        out: dict[str, Any] = {"samples": samples, "traces": traces, "hops": hops,
+                               "src": self.role, "payload": payload}
+        e.sync()
+        t0 = time.perf_counter()
+        if payload == "kv":
+            state = kv.to_state("cpu")
+            real = kv.real_lengths().tolist()
+            total = kv.nbytes()
+            out["state"] = state
+            out["bytes"] = total
+            out["sample_bytes"] = [total * r / max(sum(real), 1) for r in real]
+        else:
+            embed_tokens = e.model.get_input_embeddings()
+            lat = torch.stack(recorder.outputs, dim=1) if m else None              # [B, m, D]
+            seqs = []
+            with torch.no_grad():
+                for i, st in enumerate(steps):
+                    parts = [embeds[i].to(e.device)] if embeds is not None else []   # earlier agents
+                    parts.append(embed_tokens(torch.tensor(st.input_ids, device=e.device)))
+                    if m:
+                        parts.append(lat[i])
+                    seqs.append(torch.cat(parts, 0).to("cpu").contiguous())           # [N_i, D]
+            out["embeds"] = seqs
+            out["sample_bytes"] = [x.numel() * x.element_size() for x in seqs]
+            out["bytes"] = sum(out["sample_bytes"])
+        del kv
+        out["send_ms"] = (time.perf_counter() - t0) * 1e3   # + the put, timed by `ship`
+        return self._ship(out)
+
+    def _judge(self, box):
+        from latentmas_ray.methods.latent_mas import judger_step
+
+        data, kv, hop_ms, _ = self._receive(box)
+        hops = self._add_hop(data, hop_ms)
+        samples = data["samples"]
+        results = judger_step(self.engine, kv, samples, self.cfg.method, self.cfg.seed,
+                              data["traces"], self.prompts)
+        for r, h in zip(results, hops):
+            r.hops = h
+        return results, samples
+
+
+# ----- Ray form ----------------------------------------------------------------------------
+
+_REMOTE: dict[str, Any] = {}
+
+
+def role_actor_class():
+    """`ray.remote(RoleWorker)`, made on first use so importing this module needs no Ray."""
+    if "role" not in _REMOTE:
+        import ray
+        _REMOTE["role"] = ray.remote(RoleWorker)
+    return _REMOTE["role"]
+
+
+class _Call:
+    """`handle.method.remote(...)`, the shape of an actor method, for a chain of actors."""
+
+    def __init__(self, fn):
+        self.remote = fn
+
+
+class RolePipeline:
+    """Driver-side handle of one disaggregated replica: four role actors in a chain. Quacks like
+    an actor handle for jobs/evaluate.py's `_drive`: `ready.remote()`, `run.remote(samples)`
+    (store rows) and `generate.remote(samples)` (SampleResults) each return ONE ObjectRef;
+    `kill()` stops every role. `payload` ("kv" | "embeds") travels with every call, so a role
+    actor that Ray restarts needs no state."""
+
+    def __init__(self, actors: dict[str, Any], payload: str = "kv",
+                 names: dict[str, str] | None = None):
+        self.actors, self.payload, self.names = dict(actors), payload, dict(names or {})
+        a = self.actors
+        self.ready = _Call(lambda: a["judger"].ready.remote(a["refiner"].ready.remote(
+            a["critic"].ready.remote(a["planner"].ready.remote()))))
+        self.run = _Call(lambda samples: a["judger"].judge_rows.remote(self._latent(samples)))
+        self.generate = _Call(lambda samples: a["judger"].judge.remote(self._latent(samples)))
+
+    def _latent(self, samples):
+        a, p = self.actors, self.payload
+        return a["refiner"].step.remote(a["critic"].step.remote(
+            a["planner"].step.remote(list(samples), p), p), p)
+
+    def kill(self, no_restart: bool = True) -> None:
+        import ray
+        for h in self.actors.values():
+            try:
+                ray.kill(h, no_restart=no_restart)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+
+
+def run_chain(workers: dict[str, RoleWorker], samples: Sequence, payload: str | None = None):
+    """The whole pipeline in one process (no Ray): SampleResults, hops included."""
+    box = workers["planner"].step(list(samples), payload)
+    for role in ("critic", "refiner"):
+        box = workers[role].step(box, payload)
+    return workers["judger"].judge(box)
