@@ -141,9 +141,8 @@ def main() -> int:
     args = p.parse_args()
     skip = set(args.skip.split(","))
 
-    import ray
     import torch
-    from ray.cluster_utils import Cluster
+    from cluster.local_cluster import in_process_cluster
 
     from latentmas_ray.models import resolve_model
 
@@ -152,21 +151,13 @@ def main() -> int:
     print(hardware())
     print(f"model {model_dir}; cluster: head + 3 worker nodes, 1 CPU slot each, 1 torch thread "
           "per role actor")
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    for i in range(3):
-        c.add_node(num_cpus=1, resources={f"worker_{i}": 1})
-    c.wait_for_nodes()
-    ray.init(address=c.address, logging_level="error")
-    try:
+    with in_process_cluster(3):
         cfg = make_cfg(args, model_dir, Path(tempfile.mkdtemp(prefix="bench-disagg-")) / "run")
         if "1" not in skip:
             hop_bench(args, cfg, model_dir)
             time.sleep(1.0)
         if "2" not in skip:
             pipeline_bench(args, cfg)
-    finally:
-        ray.shutdown()
-        c.shutdown()
     return 0
 
 

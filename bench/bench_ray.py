@@ -140,7 +140,7 @@ def tensor_bytes(obj) -> int:
 
 def object_store_bench(args, model_dir: str, question: str, kind: str) -> None:
     import ray
-    from ray.cluster_utils import Cluster
+    from cluster.local_cluster import in_process_cluster
 
     state, emb, kv_len, judger_len, mcfg = one_sample_payloads(model_dir, question, kind,
                                                                args.latent_steps)
@@ -150,12 +150,7 @@ def object_store_bench(args, model_dir: str, question: str, kind: str) -> None:
           f"model {mcfg.num_hidden_layers} layers x {mcfg.num_key_value_heads} kv heads x "
           f"{getattr(mcfg, 'head_dim', mcfg.hidden_size // mcfg.num_attention_heads)} dims, fp32")
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    c.add_node(num_cpus=1, resources={"node_a": 1})
-    c.add_node(num_cpus=1, resources={"node_b": 1})
-    c.wait_for_nodes()
-    ray.init(address=c.address, logging_level="error")
-    try:
+    with in_process_cluster(2):     # nodes worker_0 (a) and worker_1 (b)
         @ray.remote(num_cpus=0)
         class Holder:
             def __init__(self):
@@ -173,8 +168,8 @@ def object_store_bench(args, model_dir: str, question: str, kind: str) -> None:
             def take(self, obj):           # the argument is fetched from node a to node b
                 return tensor_bytes(obj)
 
-        a = Holder.options(resources={"node_a": 0.01}).remote()
-        b = Taker.options(resources={"node_b": 0.01}).remote()
+        a = Holder.options(resources={"worker_0": 0.01}).remote()
+        b = Taker.options(resources={"worker_1": 0.01}).remote()
         print(f"   {'payload':38s} {'tensor bytes':>13s} {'serialised':>11s} "
               f"{'node a -> node b (median)':>26s}")
         for name, obj in payloads.items():
@@ -199,9 +194,6 @@ def object_store_bench(args, model_dir: str, question: str, kind: str) -> None:
               f"{kv_len}-column memory would be {kv_len * 160 / 1024:.1f} MB vs "
               f"{(judger_len + 3 * args.latent_steps) * 5120 * 2 / 1024:.0f} KB of embeddings "
               f"(hidden 5120, computed, not measured)")
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 def main() -> int:

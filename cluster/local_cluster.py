@@ -20,6 +20,7 @@ clients need `RAY_AUTH_MODE=token` (the token is in ~/.ray/auth_token).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -220,6 +221,29 @@ def _forget_address(address: str) -> None:
             f.unlink()
     except OSError:
         pass
+
+
+@contextlib.contextmanager
+def in_process_cluster(workers: int = 3, *, gpus_per_worker: float = 0):
+    """The same shape inside one Python process, for tests and benchmarks: Ray's
+    `cluster_utils.Cluster` with a 1-CPU head and `workers` 1-CPU worker nodes, each with its
+    own resource `worker_<i>` (to pin an actor to it) and `gpus_per_worker` fake GPUs; this
+    process is connected to it. Yields (cluster, worker nodes). No token auth (see README)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    nodes = [c.add_node(num_cpus=1, num_gpus=gpus_per_worker, resources={f"worker_{i}": 1})
+             for i in range(workers)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, logging_level="error")
+    try:
+        yield c, nodes
+    finally:
+        ray.shutdown()
+        c.shutdown()
 
 
 def main(argv=None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ torch.set_num_threads(1)
 
 from tiny_model import tiny_engine, tiny_model_dir  # noqa: E402,F401 (session fixtures)
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:       # cluster/ (not an installed package) for every pytest form
+    sys.path.insert(0, str(REPO))
+DATASETS = REPO.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")

@@ -132,21 +132,11 @@ def test_auto_cost_model():
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
+    pytest.importorskip("ray")
+    from cluster.local_cluster import in_process_cluster
 
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    for i in range(3):
-        c.add_node(num_cpus=1, resources={f"worker_{i}": 1})
-    c.wait_for_nodes()
-    ray.init(address=c.address, logging_level="error")
-    try:
+    with in_process_cluster(3) as (c, _):
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 def comparable(row: dict) -> dict:

@@ -144,20 +144,10 @@ def test_ray_job_submit_to_a_local_head(model_dir, reference, tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster():
-    from ray.cluster_utils import Cluster
+    from cluster.local_cluster import in_process_cluster
 
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(initialize_head=True,
-                head_node_args={"num_cpus": 1, "include_dashboard": False})
-    workers = [c.add_node(num_cpus=1, num_gpus=1, resources={f"worker_{i}": 1}) for i in range(3)]
-    c.wait_for_nodes()
-    ray.init(address=c.address, logging_level="error")
-    try:
+    with in_process_cluster(3, gpus_per_worker=1) as (c, workers):
         yield c, workers
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 def drive(cfg: RunConfig, *, replicas: int = 2, gpus: float | None = 1, on_event=None,
