@@ -65,6 +65,15 @@ def _env(auth: str) -> dict[str, str]:
     return env
 
 
+def _ensure_token(env: dict[str, str]) -> None:
+    """Token auth needs a token before the head starts: `ray start` does not make one. Use the
+    one the environment names, else ~/.ray/auth_token, generating it on a fresh machine."""
+    if env.get("RAY_AUTH_MODE") != "token" or env.get("RAY_AUTH_TOKEN") or env.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    subprocess.run([_ray_bin(), "get-auth-token", "--generate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     f = open(log, "ab")
     # Own process group, so `stop` can end the whole tree of one node and nothing else.
@@ -109,7 +118,9 @@ def start(args) -> dict:
     logs.mkdir(exist_ok=True)
     port = args.port or _free_port()
     dash = args.dashboard_port or _free_port()
+    agent = _free_port()      # the head's dashboard agent: it runs submitted jobs
     env = _env(args.auth)
+    _ensure_token(env)
     ray = _ray_bin()
     address = f"{HOST}:{port}"
     # Each node gets its own Ray temp dir, as on separate machines. Sharing one would let every
@@ -121,7 +132,8 @@ def start(args) -> dict:
                    f"--temp-dir={temp_root / 'h'}",
                    f"--port={port}", f"--num-cpus={args.head_cpus}", "--num-gpus=0",
                    "--include-dashboard=true", f"--dashboard-host={HOST}",
-                   f"--dashboard-port={dash}", "--disable-usage-stats"], logs / "head.log", env)
+                   f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
+                   "--disable-usage-stats"], logs / "head.log", env)
     state = {"address": address, "dashboard": f"http://{HOST}:{dash}", "auth": args.auth,
              "pids": [head.pid], "workers": args.workers, "state_dir": str(state_dir),
              "temp_root": str(temp_root)}
@@ -129,6 +141,9 @@ def start(args) -> dict:
     try:
         _wait(lambda: _port_open(port), args.timeout, "head GCS", [head])
         _wait(lambda: _dashboard_up(state["dashboard"]), args.timeout, "head dashboard", [head])
+        # `ray job submit` fails ("No available agent") while the head's agent is starting,
+        # which on a busy machine outlasts the job server's 10 s wait for it
+        _wait(lambda: _port_open(agent), args.timeout, "head dashboard agent", [head])
         workers = []
         for i in range(args.workers):
             res = json.dumps({f"worker_{i}": 1})
