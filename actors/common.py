@@ -1,9 +1,11 @@
 """What every replica actor needs, whatever its engine: where its model is on its own node,
-where it landed (for the driver's log), Ray options, and timed transfers through the object
-store. Plain functions; Ray is imported only where a function needs it."""
+where it landed (for the driver's log), Ray options and Ray forms, the driver-side handle of
+a replica made of several actors, and timed transfers through the object store. Plain
+functions; Ray is imported only where a function needs it."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -70,6 +72,53 @@ def actor_options(*, gpus: float = 0.0, cpus: float = 1.0, max_restarts: int = 3
             placement_group=placement_group, placement_group_bundle_index=bundle_index,
             placement_group_capture_child_tasks=False)
     return opts
+
+
+@functools.cache
+def remote_form(target, **options):
+    """`ray.remote(target)` (a class or a function), made on first use and once, so importing
+    an actor module needs no Ray."""
+    import ray
+    return ray.remote(**options)(target) if options else ray.remote(target)
+
+
+def score_task():
+    """The core's `score_rows` as a Ray task: 1 CPU (code runs in sandboxes on a CPU worker, so
+    no GPU replica waits on tests); Ray retries it if its worker or node dies."""
+    from latentmas_ray.evaluate import score_rows
+    return remote_form(score_rows, num_cpus=1, max_retries=3)
+
+
+class RemoteCall:
+    """`replica.method.remote(...)`, the shape of an actor method, for a call that chains
+    several actors' calls (the ObjectRef of one passed to the next) and returns ONE ref."""
+
+    def __init__(self, fn):
+        self.remote = fn
+
+
+class ActorGroup:
+    """Driver-side handle of one replica made of one or more actors. Quacks like an actor
+    handle for the driver: `ready.remote()`, `run.remote(samples)` (store rows) and
+    `generate.remote(samples)` (SampleResults) each return ONE ObjectRef; `kill()` stops every
+    actor (ray.kill on this object would not)."""
+
+    def __init__(self, actors: dict[str, Any], ready, run, generate):
+        self.actors = dict(actors)
+        self.ready, self.run, self.generate = RemoteCall(ready), RemoteCall(run), RemoteCall(generate)
+
+    @classmethod
+    def single(cls, name: str, actor) -> "ActorGroup":
+        """One actor with `ready`, `run` and `generate` methods of its own."""
+        return cls({name: actor}, actor.ready.remote, actor.run.remote, actor.generate.remote)
+
+    def kill(self, no_restart: bool = True) -> None:
+        import ray
+        for h in self.actors.values():
+            try:
+                ray.kill(h, no_restart=no_restart)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
 
 # ----- timed transfers ---------------------------------------------------------------------

@@ -12,8 +12,8 @@ payloads (`--hop_payload`):
   segments); the receiver loads it on its device and goes on. Works with every memory mode
   (the cache was already cut to the mode by `latent_agent_step`). Exact: the same tensors.
 - "embeds": per sample, the input sequence that rebuilds the memory: each earlier agent's
-  prompt token embeddings then its m latent vectors, in cache order (as methods/hybrid.py builds
-  the judger's input, recorded with its `_Recorder`). The receiver re-prefills it (positions
+  prompt token embeddings then its m latent vectors, in cache order (built by
+  methods/latent_inputs.py, as the hybrid judger's input is). The receiver re-prefills it (positions
   0..N-1, as the BatchKV gives each row) before running its own role. Much smaller (hidden
   size instead of 2 * layers * kv_heads * head_dim values per position) but it costs a prefill
   at every hop and equals "kv" only up to kernel rounding. Only with memory "full": a pruned
@@ -28,7 +28,7 @@ CPU and `ray.put`, the receiver's `ray.get` and move to its device, and for "emb
 receiver's re-prefill (what the hop costs the pipeline, so the two payloads compare).
 
 `RoleWorker` is a plain class (tests run a whole chain in one process without Ray, passing
-the payload dicts directly); `role_actor_class()` is its Ray form. Every call is timed for
+the payload dicts directly); `remote_form(RoleWorker)` is its Ray form. Every call is timed for
 `stats()` (busy seconds and call intervals: the pipeline's busy fractions).
 """
 
@@ -38,10 +38,8 @@ import os
 import time
 from typing import Any, Sequence
 
-from actors.common import local_model_path, quiet_progress_bars, receive, ship, where
-
-ROLES = ("planner", "critic", "refiner", "judger")
-PAYLOADS = ("kv", "embeds", "auto")
+from actors.common import ActorGroup, local_model_path, quiet_progress_bars, receive, ship, where
+from latentmas_ray.prompts import AGENT_ROLES as ROLES
 
 
 # ----- the cost model ------------------------------------------------------------------------
@@ -72,18 +70,6 @@ def choose_payload(kv_bytes_per_pos: float, embeds_bytes_per_pos: float,
         return "kv"
     saved_ms = (kv_bytes_per_pos - embeds_bytes_per_pos) / max(bytes_per_ms, 1e-9)
     return "embeds" if saved_ms > prefill_ms_per_pos else "kv"
-
-
-def check_payload(payload: str, memory: str) -> None:
-    from latentmas_ray.errors import ConfigError
-
-    if payload not in PAYLOADS:
-        raise ConfigError(f"unknown --hop_payload {payload!r}; use kv, embeds or auto")
-    if payload == "embeds" and memory != "full":
-        raise ConfigError(
-            f"--hop_payload embeds needs --memory full, not {memory}: a pruned memory keeps "
-            "cache entries that attended to the dropped ones, and re-prefilling the kept inputs "
-            "cannot rebuild them; use --hop_payload kv (or auto)")
 
 
 # ----- the worker ----------------------------------------------------------------------------
@@ -134,9 +120,6 @@ class RoleWorker:
     def stats(self) -> dict[str, Any]:
         return {"role": self.role, "pid": os.getpid(), "batches": self.batches,
                 "busy_s": self.busy_s, "calls": list(self.calls)}
-
-    def reset_stats(self) -> None:
-        self.busy_s, self.calls = 0.0, []
 
     def cost_profile(self, positions: int = 128, repeats: int = 2) -> dict[str, float]:
         """What `choose_payload` needs from this engine: bytes per position both ways and the
@@ -193,7 +176,7 @@ class RoleWorker:
 
     def judge_rows(self, box) -> list[dict[str, Any]]:
         """Judge and score (cheap scorers: math, multiple choice): store rows."""
-        from actors.hf_actor import score_rows
+        from latentmas_ray.evaluate import score_rows
 
         results, samples = self.judge(box, with_samples=True)
         return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
@@ -259,9 +242,7 @@ class RoleWorker:
                 for h, nb in zip(data["hops"], data["sample_bytes"])]
 
     def _step(self, samples_or_box, payload: str):
-        import torch
-
-        from latentmas_ray.methods.hybrid import _Recorder
+        from latentmas_ray.methods.latent_inputs import LatentRecorder, agent_input_embeds
         from latentmas_ray.methods.latent_mas import latent_agent_step
 
         e, mcfg = self.engine, self.cfg.method
@@ -275,11 +256,9 @@ class RoleWorker:
             samples, traces = data["samples"], [list(t) for t in data["traces"]]
             hops = self._add_hop(data, hop_ms)
             payload = data["payload"]       # a chain keeps the payload its planner chose
-        if payload == "embeds":
-            check_payload(payload, mcfg.memory)
-        m = mcfg.latent_steps
+        assert payload == "kv" or mcfg.memory == "full", "embeds hops need --memory full"
         realign = e.realigner(mcfg.latent_space_realign)
-        recorder = _Recorder(realign) if payload == "embeds" else None
+        recorder = LatentRecorder(realign) if payload == "embeds" else None
         steps = latent_agent_step(e, kv, samples, self.role, mcfg, recorder or realign,
                                   self.prompts)
         for t, s in zip(traces, steps):
@@ -297,16 +276,11 @@ class RoleWorker:
             out["bytes"] = total
             out["sample_bytes"] = [total * r / max(sum(real), 1) for r in real]
         else:
-            embed_tokens = e.model.get_input_embeddings()
-            lat = torch.stack(recorder.outputs, dim=1) if m else None              # [B, m, D]
-            seqs = []
-            with torch.no_grad():
-                for i, st in enumerate(steps):
-                    parts = [embeds[i].to(e.device)] if embeds is not None else []   # earlier agents
-                    parts.append(embed_tokens(torch.tensor(st.input_ids, device=e.device)))
-                    if m:
-                        parts.append(lat[i])
-                    seqs.append(torch.cat(parts, 0).to("cpu").contiguous())           # [N_i, D]
+            import torch
+
+            own = agent_input_embeds(e, steps, recorder)                          # [L_i + m, D]
+            seqs = [torch.cat(([embeds[i].to(e.device)] if embeds is not None else []) + [x], 0)
+                    .to("cpu").contiguous() for i, x in enumerate(own)]          # [N_i, D]
             out["embeds"] = seqs
             out["sample_bytes"] = [x.numel() * x.element_size() for x in seqs]
             out["bytes"] = sum(out["sample_bytes"])
@@ -327,54 +301,27 @@ class RoleWorker:
         return results, samples
 
 
-# ----- Ray form ----------------------------------------------------------------------------
+# ----- the driver-side handle ----------------------------------------------------------------
 
-_REMOTE: dict[str, Any] = {}
-
-
-def role_actor_class():
-    """`ray.remote(RoleWorker)`, made on first use so importing this module needs no Ray."""
-    if "role" not in _REMOTE:
-        import ray
-        _REMOTE["role"] = ray.remote(RoleWorker)
-    return _REMOTE["role"]
-
-
-class _Call:
-    """`handle.method.remote(...)`, the shape of an actor method, for a chain of actors."""
-
-    def __init__(self, fn):
-        self.remote = fn
-
-
-class RolePipeline:
-    """Driver-side handle of one disaggregated replica: four role actors in a chain. Quacks like
-    an actor handle for jobs/evaluate.py's `_drive`: `ready.remote()`, `run.remote(samples)`
-    (store rows) and `generate.remote(samples)` (SampleResults) each return ONE ObjectRef;
-    `kill()` stops every role. `payload` ("kv" | "embeds") travels with every call, so a role
-    actor that Ray restarts needs no state."""
+class RolePipeline(ActorGroup):
+    """One disaggregated replica: four role actors in a chain, an ActorGroup whose `run` /
+    `generate` submit judger(refiner(critic(planner(samples)))). `payload` ("kv" | "embeds")
+    travels with every call, so a role actor that Ray restarts needs no state."""
 
     def __init__(self, actors: dict[str, Any], payload: str = "kv",
                  names: dict[str, str] | None = None):
-        self.actors, self.payload, self.names = dict(actors), payload, dict(names or {})
-        a = self.actors
-        self.ready = _Call(lambda: a["judger"].ready.remote(a["refiner"].ready.remote(
-            a["critic"].ready.remote(a["planner"].ready.remote()))))
-        self.run = _Call(lambda samples: a["judger"].judge_rows.remote(self._latent(samples)))
-        self.generate = _Call(lambda samples: a["judger"].judge.remote(self._latent(samples)))
+        a = dict(actors)
+        super().__init__(
+            a, ready=lambda: a["judger"].ready.remote(a["refiner"].ready.remote(
+                a["critic"].ready.remote(a["planner"].ready.remote()))),
+            run=lambda samples: a["judger"].judge_rows.remote(self._latent(samples)),
+            generate=lambda samples: a["judger"].judge.remote(self._latent(samples)))
+        self.payload, self.names = payload, dict(names or {})
 
     def _latent(self, samples):
         a, p = self.actors, self.payload
         return a["refiner"].step.remote(a["critic"].step.remote(
             a["planner"].step.remote(list(samples), p), p), p)
-
-    def kill(self, no_restart: bool = True) -> None:
-        import ray
-        for h in self.actors.values():
-            try:
-                ray.kill(h, no_restart=no_restart)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
 
 
 def run_chain(workers: dict[str, RoleWorker], samples: Sequence, payload: str | None = None):

@@ -1,6 +1,6 @@
 """vLLM replicas as Ray actors: text methods on vLLM, and the pipelined hybrid LatentMAS.
 
-Two plain classes (usable without Ray) and their Ray forms:
+Two plain classes (usable without Ray; `remote_form(cls)` is the actor):
 
 - `VLLMReplica`: a vLLM engine. `generate`/`run` evaluate baseline or TextMAS on vLLM (the
   same `Evaluator` as the HF replica, with a VLLMEngine); `judge`/`judge_rows` run phase 2 of
@@ -9,7 +9,7 @@ Two plain classes (usable without Ray) and their Ray forms:
   agents, returning the judgers' input embeddings on the CPU).
 
 One hybrid replica = one LatentReplica + one VLLMReplica on the same node (both actors in one
-placement-group bundle): `HybridReplica` is its driver-side handle. `run(samples)` submits
+placement-group bundle): `start_hybrid_replica` returns its driver-side ActorGroup. `run(samples)` submits
 `vllm.judge_rows.remote(hf.latent.remote(samples))`: the LatentBatch goes from the HF actor to
 the vLLM actor through the object store, never through the driver. With two batches in flight
 per replica the HF actor runs batch k+1's latent agents while vLLM decodes batch k (each actor
@@ -29,7 +29,8 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from actors.common import actor_options, local_model_path, quiet_progress_bars, receive, ship, where
+from actors.common import (ActorGroup, actor_options, local_model_path, quiet_progress_bars,
+                           receive, remote_form, ship, where)
 
 
 class VLLMReplica:
@@ -37,16 +38,17 @@ class VLLMReplica:
 
     def __init__(self, cfg: dict[str, Any], model_path: str | None,
                  prompts: dict[str, str] | None, options: dict[str, Any] | None = None):
-        from latentmas_ray.config import RunConfig
-        from latentmas_ray.engines.vllm import VLLMEngine, VLLMOptions, vllm_evaluator
+        from latentmas_ray.config import RunConfig, VLLMConfig
+        from latentmas_ray.engines.vllm import VLLMEngine
+        from latentmas_ray.evaluate import Evaluator
 
         quiet_progress_bars()
         self.cfg = RunConfig.from_dict(cfg)
         self.model_path = str(local_model_path(self.cfg, model_path))
-        self.engine = VLLMEngine.load(self.cfg.model, self.model_path, VLLMOptions.from_dict(options))
+        self.engine = VLLMEngine.load(self.cfg.model, self.model_path, VLLMConfig.from_dict(options))
         self.evaluator = None
-        if self.cfg.method.method != "latent_mas":
-            self.evaluator = vllm_evaluator(self.cfg, self.model_path, prompts, engine=self.engine)
+        if self.cfg.engine_kind == "vllm":
+            self.evaluator = Evaluator.for_config(self.cfg, self.model_path, prompts, engine=self.engine)
         self.batches = 0
         self.judge_seconds = 0.0
 
@@ -92,7 +94,7 @@ class VLLMReplica:
     def judge_rows(self, box) -> list[dict[str, Any]]:
         """Judge and score (cheap scorers: math, multiple choice): store rows, each with its
         hf -> vllm hop (bytes, ms)."""
-        from actors.hf_actor import score_rows
+        from latentmas_ray.evaluate import score_rows
 
         results, _, samples = self.judge(box, with_stats=True)
         return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
@@ -111,7 +113,6 @@ class LatentReplica:
 
         from latentmas_ray.config import RunConfig
         from latentmas_ray.engines.hf import HFEngine
-        from latentmas_ray.methods.hybrid import check_hybrid_config
 
         if cpu_affinity:    # keep the HF threads off the cores vLLM's OpenMP threads are bound to
             os.sched_setaffinity(0, set(int(c) for c in cpu_affinity))
@@ -119,7 +120,7 @@ class LatentReplica:
             torch.set_num_threads(int(torch_threads))
         quiet_progress_bars()
         self.cfg = RunConfig.from_dict(cfg)
-        check_hybrid_config(self.cfg.method)
+        assert self.cfg.engine_kind == "hybrid", "the latent half of a hybrid replica runs latent_mas with --use_vllm"
         self.prompts = prompts or {}
         self.model_path = str(local_model_path(self.cfg, model_path))
         self.engine = HFEngine.load(self.cfg.model, self.model_path)
@@ -144,25 +145,7 @@ class LatentReplica:
         return ship(batch) if boxed and ray.is_initialized() else batch
 
 
-# ----- Ray forms ---------------------------------------------------------------------------
-
-_REMOTE: dict[str, Any] = {}
-
-
-def vllm_actor_class():
-    """`ray.remote(VLLMReplica)`, made on first use so importing this module needs no Ray."""
-    if "vllm" not in _REMOTE:
-        import ray
-        _REMOTE["vllm"] = ray.remote(VLLMReplica)
-    return _REMOTE["vllm"]
-
-
-def latent_actor_class():
-    if "latent" not in _REMOTE:
-        import ray
-        _REMOTE["latent"] = ray.remote(LatentReplica)
-    return _REMOTE["latent"]
-
+# ----- starting replicas ----------------------------------------------------------------
 
 def vllm_env(vllm_cpu_bind: str | None = None, cpu_kv_cache_gib: float | None = None
              ) -> dict[str, str]:
@@ -175,104 +158,48 @@ def vllm_env(vllm_cpu_bind: str | None = None, cpu_kv_cache_gib: float | None = 
     return env
 
 
-def hybrid_bundle(hf_gpus: float, vllm_gpus: float, hf_cpus: float, vllm_cpus: float) -> dict[str, float]:
-    """One placement-group bundle holding both actors of a hybrid replica (same node)."""
-    bundle = {"CPU": float(hf_cpus + vllm_cpus)}
-    if hf_gpus + vllm_gpus > 0:
-        bundle["GPU"] = float(hf_gpus + vllm_gpus)
-    return bundle
-
-
-class _Call:
-    """`replica.run.remote(samples)`, the shape of an actor method, for a pair of actors."""
-
-    def __init__(self, fn):
-        self.remote = fn
-
-
-class HybridReplica:
-    """Driver-side handle of one hybrid replica (an HF actor + a vLLM actor, same node).
-
-    Quacks like an actor handle for the driver: `ready.remote()`, `run.remote(samples)` (store
-    rows) and `generate.remote(samples)` (SampleResults) each return ONE ObjectRef. Kill both
-    actors with `kill()` (ray.kill on this object does not work)."""
-
-    def __init__(self, hf, vllm):
-        self.hf, self.vllm = hf, vllm
-        self.ready = _Call(lambda: vllm.ready.remote(hf.ready.remote()))
-        self.run = _Call(lambda samples: vllm.judge_rows.remote(hf.latent.remote(samples)))
-        self.generate = _Call(lambda samples: vllm.judge.remote(hf.latent.remote(samples)))
-
-    def kill(self, no_restart: bool = True) -> None:
-        import ray
-        for h in (self.hf, self.vllm):
-            try:
-                ray.kill(h, no_restart=no_restart)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-
-
 def start_hybrid_replica(cfg: dict[str, Any], model_path: str | None,
                          prompts: dict[str, str] | None, *, hf_gpus: float = 0.0,
                          vllm_gpus: float = 0.0, hf_cpus: float = 1.0, vllm_cpus: float = 1.0,
                          hf_threads: int | None = None, hf_cpu_affinity: list[int] | None = None,
                          vllm_options: dict[str, Any] | None = None,
                          vllm_cpu_bind: str | None = None, placement_group=None,
-                         bundle_index: int = -1, max_restarts: int = 3) -> HybridReplica:
-    """Start the two actors of one hybrid replica. Give them one placement-group bundle of
-    `hybrid_bundle(...)` (so they share a node); without a placement group Ray places them
-    wherever the resources are (fine on one machine)."""
+                         bundle_index: int = -1, max_restarts: int = 3) -> ActorGroup:
+    """Start the two actors of one hybrid replica. Give them one placement-group bundle
+    holding both (jobs/replicas.py HybridFactory: so they share a node); without a placement group Ray places them
+    wherever the resources are (fine on one machine).
+
+    The handle's `run(samples)` submits `vllm.judge_rows.remote(hf.latent.remote(samples))`:
+    the LatentBatch goes actor to actor through the object store, never through the driver."""
     options = dict(vllm_options or {})
     if 0 < vllm_gpus < 1:   # sharing a GPU with the HF actor: vLLM must leave it room
         options["gpu_memory_utilization"] = min(options.get("gpu_memory_utilization") or 0.85,
                                                 0.9 * vllm_gpus)
     kv_gib = None if vllm_gpus > 0 else options.get("cpu_kv_cache_gib", 1.0)
-    hf = latent_actor_class().options(**actor_options(
+    hf = remote_form(LatentReplica).options(**actor_options(
         gpus=hf_gpus, cpus=hf_cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index,
     )).remote(cfg, model_path, prompts or {}, hf_threads, hf_cpu_affinity)
-    vllm = vllm_actor_class().options(**actor_options(
+    vllm = remote_form(VLLMReplica).options(**actor_options(
         gpus=vllm_gpus, cpus=vllm_cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index, env=vllm_env(vllm_cpu_bind, kv_gib),
     )).remote(cfg, model_path, prompts or {}, options)
-    return HybridReplica(hf, vllm)
+    return ActorGroup({"hf": hf, "vllm": vllm},
+                      ready=lambda: vllm.ready.remote(hf.ready.remote()),
+                      run=lambda samples: vllm.judge_rows.remote(hf.latent.remote(samples)),
+                      generate=lambda samples: vllm.judge.remote(hf.latent.remote(samples)))
 
 
 def start_vllm_replica(cfg: dict[str, Any], model_path: str | None, prompts: dict[str, str] | None,
                        *, gpus: float = 0.0, cpus: float = 1.0,
                        vllm_options: dict[str, Any] | None = None, vllm_cpu_bind: str | None = None,
-                       placement_group=None, bundle_index: int = -1, max_restarts: int = 3):
+                       placement_group=None, bundle_index: int = -1, max_restarts: int = 3
+                       ) -> ActorGroup:
     """A vLLM actor for baseline / TextMAS (`run`, `generate`, `ready` like the HF actor)."""
     options = dict(vllm_options or {})
     kv_gib = None if gpus > 0 else options.get("cpu_kv_cache_gib", 1.0)
-    return vllm_actor_class().options(**actor_options(
+    actor = remote_form(VLLMReplica).options(**actor_options(
         gpus=gpus, cpus=cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index, env=vllm_env(vllm_cpu_bind, kv_gib),
     )).remote(cfg, model_path, prompts or {}, options)
-
-
-def run_pipelined(replicas: Sequence[HybridReplica], samples: Sequence, batch_size: int,
-                  max_in_flight: int = 2, on_batch=None) -> list[dict[str, Any]]:
-    """A minimal driver (bench and tests): batches over the replicas, at most `max_in_flight`
-    per replica, rows in sample order. The project's fault-tolerant driver is jobs/evaluate.py."""
-    import ray
-
-    batches = [list(samples[i:i + batch_size]) for i in range(0, len(samples), batch_size)]
-    queue = list(enumerate(batches))
-    inflight: dict[Any, tuple[int, int]] = {}
-    load = [0] * len(replicas)
-    out: dict[int, list[dict[str, Any]]] = {}
-    while queue or inflight:
-        for r, rep in enumerate(replicas):
-            while queue and load[r] < max_in_flight:
-                k, batch = queue.pop(0)
-                inflight[rep.run.remote(batch)] = (k, r)
-                load[r] += 1
-        ready, _ = ray.wait(list(inflight), num_returns=1)
-        for ref in ready:
-            k, r = inflight.pop(ref)
-            load[r] -= 1
-            out[k] = ray.get(ref)
-            if on_batch:
-                on_batch(k, out[k])
-    return [row for k in sorted(out) for row in out[k]]
+    return ActorGroup.single("vllm", actor)

@@ -42,13 +42,13 @@ def make_cfg(args, model_dir: str, out: Path):
 def hop_bench(args, cfg, model_dir: str) -> None:
     import ray
 
-    from actors.common import actor_options
-    from actors.role_actor import choose_payload, role_actor_class
+    from actors.common import actor_options, remote_form
+    from actors.role_actor import RoleWorker, choose_payload
     from latentmas_ray.tasks.registry import load_task
 
     base = load_task("arc_easy", max_samples=1).samples[0]
     filler = " Consider each option carefully and explain which facts support it."
-    cls = role_actor_class()
+    cls = remote_form(RoleWorker)
     opts = actor_options(cpus=1, max_restarts=0)
     planner = cls.options(**opts, resources={"worker_0": 0.01}).remote(
         cfg.to_dict(), model_dir, {}, "planner", 1)
@@ -95,7 +95,8 @@ def hop_bench(args, cfg, model_dir: str) -> None:
 def pipeline_bench(args, cfg) -> None:
     from rich.console import Console
 
-    from jobs.disaggregated import run_disaggregated
+    from jobs.driver import run_on_ray
+    from latentmas_ray.config import ExecutionConfig
     from latentmas_ray.store import RunStore
     from latentmas_ray.tasks.registry import load_task
 
@@ -104,10 +105,12 @@ def pipeline_bench(args, cfg) -> None:
     store.open(cfg.to_dict())
     events = []
     buf = io.StringIO()
-    wall = run_disaggregated(cfg, task, store, cfg.model.name_or_path, {}, gpus_per_replica=0,
-                             torch_threads=1, hop_payload="kv",
-                             on_event=lambda k, i: events.append((k, i)),
-                             console=Console(file=buf, width=200))
+    cfg = dataclasses.replace(cfg, execution=ExecutionConfig(
+        ray=True, placement="disaggregated", num_gpus_per_replica=0, torch_threads=1,
+        hop_payload="kv"))
+    wall = run_on_ray(cfg, task, store, cfg.model.name_or_path, {},
+                      on_event=lambda k, i: events.append((k, i)),
+                      console=Console(file=buf, width=200))
     rows = store.read().to_pylist()
     print(f"\n2. disaggregated run, kv payload: {len(rows)} samples, batches of "
           f"{cfg.generate_bs}, m = {cfg.method.latent_steps}, {cfg.method.max_new_tokens} new "

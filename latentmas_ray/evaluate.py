@@ -1,13 +1,15 @@
 """One batch of samples in, store rows out: generation by the method, then scoring.
 
 A plain class, so the in-process CLI, the Ray actors and the tests all drive the same code.
+`Evaluator.for_config` picks the engine and the method from the run's `engine_kind`: the HF
+engine, vLLM (baseline / TextMAS) or the hybrid (LatentMAS: HF latent agents, vLLM judger).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .config import RunConfig
 from .tasks.base import Sample
@@ -16,23 +18,51 @@ from .tasks.scoring import score_samples
 
 class Evaluator:
     def __init__(self, cfg: RunConfig, model_path: str | Path, prompts: dict[str, str] | None = None,
-                 engine=None):
+                 engine=None, method: Callable | None = None):
+        """An HF engine and cfg's method unless `engine` / `method` are given."""
         from .engines.hf import HFEngine
         from .methods import get_method
 
         self.cfg = cfg
         self.prompts = prompts or {}
         self.engine = engine if engine is not None else HFEngine.load(cfg.model, str(model_path))
-        self.method = get_method(cfg.method.method)
+        self.method = method or get_method(cfg.method.method)
+
+    @classmethod
+    def for_config(cls, cfg: RunConfig, model_path: str | Path,
+                   prompts: dict[str, str] | None = None, engine=None) -> "Evaluator":
+        """The Evaluator cfg.engine_kind asks for; `engine` (tests, actors): one already loaded."""
+        kind = cfg.engine_kind
+        if kind == "hf":
+            return cls(cfg, model_path, prompts, engine)
+        from .engines.vllm import require_vllm
+
+        require_vllm()          # one message naming what to install, before any loading
+        if kind == "hybrid":
+            from .engines.hybrid import HybridEngine
+            from .methods.hybrid import run_batch
+            engine = engine or HybridEngine.load(cfg.model, str(model_path), cfg.execution.vllm)
+            return cls(cfg, model_path, prompts, engine, run_batch)
+        from .engines.vllm import VLLMEngine
+        engine = engine or VLLMEngine.load(cfg.model, str(model_path), cfg.execution.vllm)
+        return cls(cfg, model_path, prompts, engine)
 
     def generate(self, samples: Sequence[Sample]):
         return self.method(self.engine, list(samples), self.cfg.method, self.cfg.seed,
                            prompts=self.prompts)
 
     def run(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:
-        results = self.generate(samples)
-        scores = score_samples(samples, [r.prediction for r in results], self.cfg.scoring)
-        return [result_row(s, r, sc, self.cfg.method.method) for s, r, sc in zip(samples, results, scores)]
+        return score_rows(samples, self.generate(samples), self.cfg.scoring, self.cfg.method.method)
+
+
+def score_rows(samples: Sequence[Sample], results: Sequence, mode: str, method: str,
+               workers: int | None = None) -> list[dict[str, Any]]:
+    """Score generated results and build store rows (a replica for cheap scorers; a CPU worker
+    for code tasks)."""
+    samples, results = list(samples), list(results)
+    assert [s.id for s in samples] == [r.id for r in results], "results out of order"
+    scores = score_samples(samples, [r.prediction for r in results], mode, workers=workers)
+    return [result_row(s, r, sc, method) for s, r, sc in zip(samples, results, scores)]
 
 
 def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
@@ -50,4 +80,15 @@ def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
             "seconds": a.seconds,
         } for a in result.agents],
         "hops": [dataclasses.asdict(h) for h in result.hops],
+    }
+
+
+def error_row(sample: Sample, method: str, error: str) -> dict[str, Any]:
+    """The store row of a sample that could not be evaluated (a recorded error, not a crash)."""
+    return {
+        "id": sample.id, "task": sample.task, "method": method, "prediction": "",
+        "gold": sample.gold if sample.kind != "code" else None, "correct": False,
+        "extracted": None, "error": f"not evaluated: {error}"[:2000],
+        "prompt_tokens": 0, "generated_tokens": 0, "latent_steps": 0, "seconds": 0.0,
+        "agents": [], "hops": [],
     }

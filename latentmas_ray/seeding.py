@@ -8,8 +8,6 @@ it runs alone, in a batch of 20, or on another machine after a retry.
 from __future__ import annotations
 
 import hashlib
-import os
-import random
 
 import torch
 
@@ -26,20 +24,3 @@ def sample_generator(run_seed: int, sample_id: str, device: torch.device | str) 
     g = torch.Generator(device=torch.device(device))
     g.manual_seed(sample_seed(run_seed, sample_id))
     return g
-
-
-def seed_everything(seed: int) -> None:
-    """Process-wide seeds (python, numpy, torch, cuda), as the reference sets once at start.
-    Our decoding does not depend on them (it uses per-sample generators); this only pins
-    anything else that draws from the global streams."""
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    random.seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % (1 << 32))
-    except ImportError:  # numpy is optional for the core
-        pass
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)

@@ -11,6 +11,7 @@ finished sample is never recomputed and never written twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -43,8 +44,9 @@ SCHEMA = pa.schema([
     ("hops", pa.list_(HOP_TYPE)),           # transfers between actors (empty in one process)
 ])
 # Fields of config.json that may change between a run and its resumption: they do not change
-# any sample's result (batches are padded so results are batch-invariant).
-RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs")
+# any sample's result (batches are padded so results are batch-invariant; where and how a run
+# executes, `execution`, never changes a result; on_bad_row only which rows load).
+RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs", "execution", "on_bad_row")
 
 
 def _conform(table: pa.Table) -> pa.Table:
@@ -65,6 +67,15 @@ LATER_FIELDS = {"use_vllm": False}
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in RESUMABLE_FIELDS
             and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """A stable folder name for a RunConfig dict: the same command maps to the same folder, so
+    it resumes (fields that cannot change a result are left out of the hash)."""
+    digest = hashlib.sha256(json.dumps(comparable_config(config), sort_keys=True).encode())
+    name = config.get("model", {}).get("name_or_path")
+    model = Path(name).name if name else "smollm2-135m"
+    return f"{config['task']}-{config['method']['method']}-{model}-{digest.hexdigest()[:8]}"
 
 
 class RunStore:

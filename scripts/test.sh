@@ -7,4 +7,6 @@ bash scripts/install.sh
 # skip, saying why)
 [ -n "${LATENTMAS_NO_VLLM:-}" ] || bash scripts/install_vllm.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+# The layering contracts (.importlinter) first: a broken layer fails in seconds.
+.venv/bin/lint-imports --no-logo --no-cache
 exec .venv/bin/python -m pytest -q "$@"

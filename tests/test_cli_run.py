@@ -7,7 +7,8 @@ import json
 import pytest
 
 from latentmas_ray.cli import main
-from latentmas_ray.commands.run import build_run_config, run_id
+from latentmas_ray.flags import build_run_config
+from latentmas_ray.store import run_id
 from latentmas_ray.cli import build_parser
 
 
@@ -73,8 +74,79 @@ def test_dashes_and_underscores_and_config_file(tmp_path):
     saved = tmp_path / "config.json"
     saved.write_text(json.dumps({"run": b.to_dict(), "format": 1}))
     c = build_run_config(parser.parse_args(["run", "--config", str(saved)]))
-    assert c.to_dict() == b.to_dict() and run_id(c) == run_id(b)
+    assert c.to_dict() == b.to_dict() and run_id(c.to_dict()) == run_id(b.to_dict())
     bad = tmp_path / "bad.yaml"
     bad.write_text("latent_step: 3\n")
     with pytest.raises(Exception, match="unknown field 'latent_step'"):
         build_run_config(parser.parse_args(["run", "--config", str(bad)]))
+
+
+def test_every_spec_field_with_a_flag_reaches_its_place():
+    """The parser is built from the run specification: each flag lands in its field."""
+    import typing
+
+    from latentmas_ray.flags import spec_flags
+
+    values = {int: "3", float: "0.25", str: "x"}
+    parser = build_parser()
+    for name, (path, f, tp) in spec_flags().items():
+        base = tp
+        if type(None) in typing.get_args(tp):               # `int | None` -> int
+            base = next(a for a in typing.get_args(tp) if a is not type(None))
+        if typing.get_origin(base) is typing.Literal:
+            choice = [c for c in typing.get_args(base) if c != f.default][0]
+            argv, want = [f"--{name}", choice], choice
+        elif base is bool:
+            argv, want = [f"--{name}"], not f.default
+        else:
+            argv, want = [f"--{name}", values[base]], base(values[base])
+        if name in ("placement", "hop_payload"):        # disaggregated needs --ray
+            argv.append("--ray")
+        if name == "hop_payload":
+            argv = ["--ray", f"--{name}", "kv" if want != "kv" else "auto"]
+            want = argv[-1]
+        if name == "vllm_max_model_len":
+            argv, want = [f"--{name}", "2048"], 2048
+        if name == "vllm_gpu_memory_utilization":
+            argv, want = [f"--{name}", "0.5"], 0.5
+        if name == "num_gpus_per_replica":
+            argv, want = [f"--{name}", "2"], 2.0
+        cfg = build_run_config(parser.parse_args(["run", *argv]))
+        got = cfg
+        for part in path:
+            got = getattr(got, part)
+        assert got == want, (name, got, want)
+
+
+def test_config_json_holds_the_execution_and_reruns_it_exactly(tmp_path):
+    from latentmas_ray.store import RunStore
+
+    parser = build_parser()
+    out = tmp_path / "r"
+    a = build_run_config(parser.parse_args([
+        "run", "--ray", "--replicas", "3", "--placement", "disaggregated", "--hop_payload", "auto",
+        "--vllm_max_model_len", "2048", "--torch_threads", "1", "--output", str(out)]))
+    assert a.execution.disaggregated and a.engine_kind == "hf"
+    RunStore(out).open(a.to_dict())
+    b = build_run_config(parser.parse_args(["run", "--config", str(out / "config.json")]))
+    assert b == a and b.execution.replicas == 3 and b.execution.vllm.max_model_len == 2048
+    c = build_run_config(parser.parse_args(["run", "--config", str(out / "config.json"),
+                                            "--replicas", "1"]))
+    assert c.execution.replicas == 1 and run_id(c.to_dict()) == run_id(a.to_dict())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"run": {"execution": {"replica": 2}}}))
+    with pytest.raises(Exception, match="unknown config field 'execution.replica'"):
+        build_run_config(parser.parse_args(["run", "--config", str(bad)]))
+
+
+def test_derived_facts_and_combinations_are_checked_once():
+    from latentmas_ray.config import ExecutionConfig, MethodConfig, RunConfig
+    from latentmas_ray.errors import ConfigError
+
+    assert RunConfig().engine_kind == "hf"
+    assert RunConfig(use_vllm=True).engine_kind == "hybrid"
+    assert RunConfig(use_vllm=True, method=MethodConfig(method="baseline")).engine_kind == "vllm"
+    with pytest.raises(ConfigError, match="add --ray"):
+        ExecutionConfig(placement="disaggregated")
+    with pytest.raises(ConfigError, match="--replicas must be >= 1"):
+        ExecutionConfig(replicas=0)

@@ -32,12 +32,12 @@ def check_driver_command(module: str, args: list[str]):
     """The module exists and its parser takes the flags; returns (args, RunConfig)."""
     assert importlib.util.find_spec(module) is not None, f"no module {module}"
     from jobs.evaluate import build_parser
-    from latentmas_ray.commands.run import build_run_config
+    from latentmas_ray.flags import build_run_config
 
     assert module == "jobs.evaluate"
     ns = build_parser().parse_args(args)
-    cfg = build_run_config(ns)
-    assert ns.output and PurePosixPath(ns.output).is_absolute(), \
+    cfg = build_run_config(ns, ray=True)
+    assert cfg.output and PurePosixPath(cfg.output).is_absolute(), \
         "a job's --output must be absolute (a relative one lands in the job's temporary dir)"
     return ns, cfg
 
@@ -105,9 +105,9 @@ def test_cluster_yaml_submit_command_runs_the_driver(launcher):
     assert cmds, "the header shows how to submit a run"
     module, args = entrypoint_args(cmds[0])
     ns, cfg = check_driver_command(module, args)
-    assert ns.replicas <= launcher["max_workers"]
+    assert cfg.execution.replicas <= launcher["max_workers"]
     fetch = [c.split() for c in commented_commands(CLUSTER_YAML) if "rsync-down" in c]
-    assert fetch and ns.output.startswith(fetch[0][3]), "the header shows how to fetch results"
+    assert fetch and cfg.output.startswith(fetch[0][3]), "the header shows how to fetch results"
 
 
 # ----- KubeRay RayJob ------------------------------------------------------------------------
@@ -143,12 +143,12 @@ def test_rayjob_entrypoint_runs_the_driver_with_what_the_cluster_has(rayjob):
     rc = spec["rayClusterSpec"]
     gpus = sum(int(g["replicas"]) * int(g["template"]["spec"]["containers"][0]["resources"]
                                         ["limits"]["nvidia.com/gpu"]) for g in rc["workerGroupSpecs"])
-    assert ns.replicas * ns.num_gpus_per_replica <= gpus
+    assert cfg.execution.replicas * cfg.execution.num_gpus_per_replica <= gpus
     # The driver runs on the head: --output must be on a mounted (persistent) volume there.
     head = rc["headGroupSpec"]["template"]["spec"]
     mounts = {m["mountPath"]: m["name"] for m in head["containers"][0]["volumeMounts"]}
-    out_mount = next((m for m in mounts if ns.output.startswith(m.rstrip("/") + "/")), None)
-    assert out_mount, f"--output {ns.output} is not on a volume of the head pod"
+    out_mount = next((m for m in mounts if cfg.output.startswith(m.rstrip("/") + "/")), None)
+    assert out_mount, f"--output {cfg.output} is not on a volume of the head pod"
     vol = next(v for v in head["volumes"] if v["name"] == mounts[out_mount])
     assert "persistentVolumeClaim" in vol
     # The model folder is mounted wherever a replica may run.

@@ -12,6 +12,7 @@ role through the object store (actors/role_actor.py, jobs/disaggregated.py).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig
+from latentmas_ray.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig
 from latentmas_ray.errors import ConfigError
 from latentmas_ray.methods.latent_mas import run_batch
 from latentmas_ray.tasks.registry import load_task
@@ -96,8 +97,11 @@ def test_embeds_payload_on_the_tiny_model(tiny_engine):
 
 
 def test_bad_combinations(tmp_path, capsys):
-    from jobs.disaggregated import check_disaggregated
     from latentmas_ray.cli import main
+
+    def check_disaggregated(cfg, hop_payload, **kw):     # the run spec validates itself
+        dataclasses.replace(cfg, execution=ExecutionConfig(
+            ray=True, placement="disaggregated", hop_payload=hop_payload), **kw)
 
     with pytest.raises(ConfigError, match="--hop_payload embeds needs --memory full"):
         check_disaggregated(run_cfg("m", memory="last_agent"), "embeds")
@@ -105,9 +109,8 @@ def test_bad_combinations(tmp_path, capsys):
     with pytest.raises(ConfigError, match="runs latent_mas"):
         check_disaggregated(run_cfg("m", method="baseline"), "kv")
     cfg = run_cfg("m")
-    cfg.use_vllm = True
     with pytest.raises(ConfigError, match="--use_vllm"):
-        check_disaggregated(cfg, "kv")
+        check_disaggregated(cfg, "kv", use_vllm=True)
     for argv, message in [
         (["--placement", "disaggregated"], "add --ray"),
         (["--ray", "--placement", "disaggregated", "--method", "text_mas"], "runs latent_mas"),
@@ -154,8 +157,12 @@ def reference_rows(cfg, model_dir, samples) -> dict[str, dict]:
 def drive(cfg, *, hop_payload="kv", on_event=None):
     from rich.console import Console
 
-    from jobs.disaggregated import run_disaggregated
+    from jobs.driver import run_on_ray
     from latentmas_ray.store import RunStore
+
+    cfg = dataclasses.replace(cfg, execution=ExecutionConfig(
+        ray=True, placement="disaggregated", num_gpus_per_replica=0, torch_threads=1,
+        hop_payload=hop_payload))
 
     task = load_task(cfg.task, cfg.data, max_samples=cfg.max_samples)
     store = RunStore(cfg.output)
@@ -168,9 +175,8 @@ def drive(cfg, *, hop_payload="kv", on_event=None):
         if on_event:
             on_event(kind, info)
 
-    run_disaggregated(cfg, task, store, cfg.model.name_or_path, {}, gpus_per_replica=0,
-                      torch_threads=1, hop_payload=hop_payload, on_event=hook,
-                      console=Console(file=buf, width=200))
+    run_on_ray(cfg, task, store, cfg.model.name_or_path, {}, on_event=hook,
+               console=Console(file=buf, width=200))
     return store, events, buf.getvalue()
 
 

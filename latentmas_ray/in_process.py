@@ -1,0 +1,38 @@
+"""A run in this process: the pending samples batch by batch through one Evaluator.
+
+What `latentmas-ray run` does without `--ray` (the Ray driver is jobs/driver.py). Each finished
+batch is written to the store at once, so an interrupted run loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .config import RunConfig
+from .evaluate import Evaluator
+from .progress import progress_bar
+
+
+def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
+                   n_done: int = 0) -> float:
+    """Evaluate `pending` (Samples) and append their rows to `store`; returns the loop's wall
+    seconds (model loading excluded). n_done: samples earlier sessions finished (for the
+    running accuracy)."""
+    if not pending:
+        return 0.0
+    if cfg.execution.torch_threads:
+        import torch
+        torch.set_num_threads(cfg.execution.torch_threads)
+    evaluator = Evaluator.for_config(cfg, model_path, prompts)
+    prior = store.read().column("correct").to_pylist() if n_done else []
+    correct, written = sum(1 for c in prior if c), len(prior)
+    start = time.perf_counter()
+    with progress_bar(console, "samples", total=len(pending),
+                      extra=lambda: f"acc {correct / max(written, 1):.1%}") as advance:
+        for i in range(0, len(pending), cfg.generate_bs):
+            rows = evaluator.run(pending[i:i + cfg.generate_bs])
+            store.append(rows)
+            correct += sum(1 for r in rows if r["correct"])
+            written += len(rows)
+            advance(len(rows))
+    return time.perf_counter() - start
