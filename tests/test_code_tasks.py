@@ -8,7 +8,7 @@ from math import inf, nan
 import pytest
 
 from latentmas_ray.errors import DataError
-from latentmas_ray.tasks.code_exec import SandboxLimits
+from latentmas_ray.sandbox import SandboxLimits
 from latentmas_ray.tasks.code_tasks import (NO_CODE_ERROR, _MBPP_ARG_TYPES, build_program,
                                             extract_code, parse_humanevalplus, parse_mbppplus,
                                             score_code, score_code_many)

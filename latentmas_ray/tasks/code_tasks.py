@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 from ..errors import DataError
 from .base import Sample, Score
-from .code_exec import ExecResult, SandboxLimits, run_program, run_programs
+from ..sandbox import ExecResult, SandboxLimits, run_program, run_programs
 from .files import BadRow, SkippedRow, field, parse_each
 
 NO_CODE_ERROR = "no ```python block in the completion"
