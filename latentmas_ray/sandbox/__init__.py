@@ -82,6 +82,7 @@ the probe passes (capabilities.degraded; the reasons land in sandbox_capabilitie
 from .execute import TestCalls, run_program, run_programs, sandbox_capabilities
 from .harness import Digest
 from .limits import ExecResult, SandboxLimits
+from .output import NO_VALUE
 
-__all__ = ["Digest", "ExecResult", "SandboxLimits", "TestCalls", "run_program", "run_programs",
-           "sandbox_capabilities"]
+__all__ = ["NO_VALUE", "Digest", "ExecResult", "SandboxLimits", "TestCalls", "run_program",
+           "run_programs", "sandbox_capabilities"]

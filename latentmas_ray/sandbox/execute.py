@@ -38,12 +38,21 @@ class TestCalls:
     """A test run: after the program, the harness calls `entry(*args)` for each of `count`
     argument lists and sends each result out as plain data (ExecResult.values)."""
 
+    __test__ = False   # not a pytest test class, despite the name
+
     spec: str    # harness.make_spec(...)
     count: int
 
     @classmethod
     def of(cls, entry: str, inputs: list, transform: str = "value") -> "TestCalls":
-        return cls(harness.make_spec(entry, inputs, transform), len(inputs))
+        """inputs: a list of argument lists (lists), made of builtin data types."""
+        assert type(inputs) is list and all(type(a) is list for a in inputs), "a list of argument lists"
+        return cls.encoded(entry, harness.encode(inputs, cap=None), len(inputs), transform)
+
+    @classmethod
+    def encoded(cls, entry: str, inputs_json: str, count: int, transform: str = "value") -> "TestCalls":
+        """The same from inputs already encoded with harness.encode."""
+        return cls(harness.make_spec(entry, inputs_json, transform), count)
 
 
 def _harness_source() -> str:

@@ -227,12 +227,12 @@ def _feed(h, x) -> None:
 # ------------------------------------------------------------------------------------------
 # The spec (built by the scorer) and the check (run in the jail)
 
-def make_spec(entry: str, inputs: list, transform: str = "value") -> str:
-    """The JSON text a test run carries: the function to call, its argument lists (real
-    Python values: tuples, complex... survive), how to reduce each result."""
+def make_spec(entry: str, inputs_json: str, transform: str = "value") -> str:
+    """The JSON text a test run carries: the function to call, its argument lists as
+    `encode([args, ...])` wrote them (real Python values: tuples, complex... survive), how to
+    reduce each result."""
     assert transform in TRANSFORMS, transform
-    assert _type(inputs) is _list and all(_type(a) is _list for a in inputs), "inputs: a list of argument lists"
-    return _dumps({"entry": entry, "inputs": encode(inputs, cap=None), "transform": transform})
+    return _dumps({"entry": entry, "inputs": inputs_json, "transform": transform})
 
 
 def reduce_result(out, transform: str):

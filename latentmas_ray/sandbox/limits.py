@@ -46,8 +46,8 @@ class ExecResult:
     detail: str            # one line for a human: "AssertionError at line 12: assert f(1) == 2"
 
     # A test run (run_program(..., tests=...)) only: what the harness sent for each test input,
-    # in order, decoded by the scorer (harness.Digest for a value too big to send whole); None
-    # where nothing came. last_test: the index of the last test the harness started.
+    # in order, decoded by the scorer (harness.Digest for a value too big to send whole;
+    # output.NO_VALUE where nothing came). last_test: the index of the last test the harness started.
     values: tuple[Any, ...] = ()
     last_test: int | None = None
 

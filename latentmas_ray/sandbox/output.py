@@ -178,8 +178,18 @@ def _is_index(s: str) -> bool:
     return 0 < len(s) <= 9 and s.isascii() and s.isdigit()
 
 
+class _NoValue:
+    """What ExecResult.values holds for a test whose result never came (None is a result)."""
+
+    def __repr__(self):
+        return "<no result>"
+
+
+NO_VALUE = _NoValue()
+
+
 def decode_values(io: RunIO, n: int) -> tuple:
-    """The first n test results: decoded values, harness.Digest for a digest, None where
+    """The first n test results: decoded values, harness.Digest for a digest, NO_VALUE where
     nothing (or nothing decodable) came."""
     out = []
     for i in range(n):
@@ -187,9 +197,9 @@ def decode_values(io: RunIO, n: int) -> tuple:
         try:
             if kind == "h" and not (len(payload) == 64 and all(c in "0123456789abcdef" for c in payload)):
                 kind = None
-            out.append(decode(payload) if kind == "v" else Digest(payload) if kind == "h" else None)
+            out.append(decode(payload) if kind == "v" else Digest(payload) if kind == "h" else NO_VALUE)
         except (ValueError, KeyError, TypeError, IndexError, RecursionError, MemoryError):
-            out.append(None)   # not the harness's JSON: no value for this test
+            out.append(NO_VALUE)   # not the harness's JSON: no value for this test
     return tuple(out)
 
 
