@@ -242,3 +242,14 @@ def test_heavy_rows_get_higher_limits(loaded):
         assert limits_for(loaded[name][1]["Mbpp/2"], base) is base
     big = SandboxLimits(wall_s=500, memory_mb=8192)
     assert limits_for(loaded["mbppplus.jsonl"][1]["Mbpp/255"], big).wall_s == 500   # never lowered
+
+
+def test_every_real_row_is_checked_by_values(loaded):
+    # No row of the real files falls back to a test script (which a candidate could fool):
+    # every one compares values outside the sandbox, expected from the file or the reference.
+    for name in ("mbppplus.jsonl", "mbppplus_hf.jsonl", "humanevalplus.jsonl", "humanevalplus_hf.jsonl"):
+        for s in loaded[name][2]:
+            t = code_tests_of(s.gold)
+            assert t.kind == "values", (name, s.id)
+            assert (t.expected is not None) or (t.reference is not None) or t.mode == "poly_root"
+            assert t.count == len(decode(t.inputs)) > 0
