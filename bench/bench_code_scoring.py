@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATASETS = REPO.parent / "shared" / "datasets"
 
-from latentmas_ray.tasks.code_exec import SandboxLimits, sandbox_capabilities  # noqa: E402
+from latentmas_ray.sandbox import SandboxLimits, sandbox_capabilities  # noqa: E402
 from latentmas_ray.tasks.code_tasks import (parse_humanevalplus, parse_mbppplus,  # noqa: E402
                                             score_code_many)
 from latentmas_ray.tasks.files import read_rows  # noqa: E402

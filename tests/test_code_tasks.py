@@ -8,10 +8,12 @@ from math import inf, nan
 import pytest
 
 from latentmas_ray.errors import DataError
-from latentmas_ray.tasks.code_exec import SandboxLimits
-from latentmas_ray.tasks.code_tasks import (NO_CODE_ERROR, _MBPP_ARG_TYPES, build_program,
-                                            extract_code, parse_humanevalplus, parse_mbppplus,
-                                            score_code, score_code_many)
+from latentmas_ray.sandbox import SandboxLimits
+from latentmas_ray.sandbox.harness import decode, encode
+from latentmas_ray.tasks.code_rows import MBPP_ARG_TYPES, typed_args
+from latentmas_ray.tasks.code_tasks import (NO_CODE_ERROR, build_program, extract_code,
+                                            parse_humanevalplus, parse_mbppplus, score_code,
+                                            score_code_many, code_tests_of)
 from latentmas_ray.tasks.files import read_rows
 
 LIMITS = SandboxLimits(wall_s=30, cpu_s=30)
@@ -72,19 +74,15 @@ def test_questions(loaded):
 
 def test_native_inputs_get_their_python_types_back(loaded):
     """Every input of every HF row (which keeps tuples, complex numbers...) appears among the
-    native row's inputs as the native gold program hands them to the candidate."""
-    helper = loaded["mbppplus.jsonl"][1]["Mbpp/2"].gold.rsplit("\n_lmr_plus_tests(", 1)[0]
+    native row's inputs as the harness hands them to the candidate."""
     nat_rows = {r["task_id"]: r for _, r in loaded["mbppplus.jsonl"][0]}
     for _, row in loaded["mbppplus_hf.jsonl"][0]:
         n = row["task_id"]
         nat = nat_rows[f"Mbpp/{n}"]
         plus = nat["plus_input"] if isinstance(nat["plus_input"], list) else []
-        ns: dict = {}
-        exec(helper, ns)
-        seen: list = []
-        ns["f"] = lambda *a: seen.append(list(a))   # the "candidate": records what it is given
-        ns["_lmr_plus_tests"]("f", "def f(*a):\n    return None\n", json.dumps(nat["base_input"] + plus),
-                              _MBPP_ARG_TYPES.get(n, ""), 0, "plain")
+        # what the candidate is given: the native gold's inputs, decoded as in the sandbox
+        seen = decode(code_tests_of(loaded["mbppplus.jsonl"][1][f"Mbpp/{n}"].gold).inputs)
+        assert seen == [typed_args(a, MBPP_ARG_TYPES.get(n, "")) for a in nat["base_input"] + plus]
         line = next(ln for ln in row["test"].splitlines() if ln.startswith("inputs = "))
         env = {"inf": inf, "nan": nan}
         exec(line, env)
@@ -226,10 +224,12 @@ def test_hf_errata(datasets_dir):
 
 
 def test_native_gold_is_plain_json_safe(loaded):
-    # the inputs travel as JSON text inside the program; inf/nan survive
+    # the tests travel as JSON (the gold, then the sandbox header); inf/nan survive
     s = loaded["mbppplus.jsonl"][1]["Mbpp/2"]
-    assert "_lmr_plus_tests('similar_elements'" in s.gold
+    t = code_tests_of(s.gold)
+    assert (t.kind, t.entry, t.expected) == ("values", "similar_elements", None) and t.reference
     assert json.loads(json.dumps([inf]))[0] == inf
+    assert decode(encode([inf, -inf])) == [inf, -inf] and decode(encode(nan)) != decode(encode(nan))
 
 
 def test_heavy_rows_get_higher_limits(loaded):
@@ -242,3 +242,14 @@ def test_heavy_rows_get_higher_limits(loaded):
         assert limits_for(loaded[name][1]["Mbpp/2"], base) is base
     big = SandboxLimits(wall_s=500, memory_mb=8192)
     assert limits_for(loaded["mbppplus.jsonl"][1]["Mbpp/255"], big).wall_s == 500   # never lowered
+
+
+def test_every_real_row_is_checked_by_values(loaded):
+    # No row of the real files falls back to a test script (which a candidate could fool):
+    # every one compares values outside the sandbox, expected from the file or the reference.
+    for name in ("mbppplus.jsonl", "mbppplus_hf.jsonl", "humanevalplus.jsonl", "humanevalplus_hf.jsonl"):
+        for s in loaded[name][2]:
+            t = code_tests_of(s.gold)
+            assert t.kind == "values", (name, s.id)
+            assert (t.expected is not None) or (t.reference is not None) or t.mode == "poly_root"
+            assert t.count == len(decode(t.inputs)) > 0

@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import pytest
 
-from latentmas_ray.tasks import code_exec
-from latentmas_ray.tasks.code_exec import (ExecResult, SandboxLimits, run_program, run_programs,
-                                           sandbox_capabilities)
+from latentmas_ray.sandbox import (ExecResult, SandboxLimits, run_program, run_programs,
+                                   sandbox_capabilities)
+from latentmas_ray.sandbox.execute import execute, get_plan
 
 FAST = SandboxLimits(wall_s=5, cpu_s=5)
 
@@ -63,7 +63,7 @@ def _assert_gone(marker: str) -> None:
 
 
 def _plans() -> list[tuple[str, object]]:
-    best = code_exec._get_plan()
+    best = get_plan()
     plans = [("probed", best)]
     if best.pidns:
         plans.append(("no-namespaces", replace(best, prefix=(), userns=False, tmpfs=False)))
@@ -74,7 +74,7 @@ def _plans() -> list[tuple[str, object]]:
 
 
 def _run(plan, program: str, limits: SandboxLimits = FAST) -> ExecResult:
-    return code_exec._execute(plan, program, limits)
+    return execute(plan, program, limits)
 
 
 # ------------------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_failing_assertion_fails_with_a_useful_detail():
     r = run_program("def f(x):\n    return x\n\nassert f(1) == 2\n", FAST)
     assert not r.passed and r.status == "failed"
     assert r.detail == "AssertionError at line 4: assert f(1) == 2"
-    assert "AssertionError" in r.stderr and "code_exec.py" not in r.stderr
+    assert "AssertionError" in r.stderr and "runner.py" not in r.stderr and "harness" not in r.stderr
 
 
 def test_exception_message_is_in_the_detail():
@@ -335,6 +335,6 @@ def test_limits_are_validated():
 
 
 def test_a_broken_sandbox_is_an_error_not_a_pass():
-    plan = replace(code_exec._get_plan(), prefix=("/nonexistent/unshare",))
-    r = code_exec._execute(plan, "assert True\n", FAST)
+    plan = replace(get_plan(), prefix=("/nonexistent/unshare",))
+    r = execute(plan, "assert True\n", FAST)
     assert r.status == "error" and not r.passed, r

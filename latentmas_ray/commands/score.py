@@ -24,7 +24,7 @@ def _parse_prediction(line: int, row: dict) -> tuple[int, str, str]:
 
 def sandbox_summary() -> str:
     """One line saying what the code sandbox enforces on this machine."""
-    from ..tasks.code_exec import sandbox_capabilities
+    from ..sandbox import sandbox_capabilities
     caps = sandbox_capabilities()
     on = [k for k in ("pid_namespace", "net_namespace", "landlock", "unprivileged_uid",
                       "cgroup_pids", "cgroup_memory") if caps.get(k)]

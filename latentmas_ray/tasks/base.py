@@ -16,8 +16,8 @@ class Sample:
     question: the text the prompts insert; multiple-choice options are already lettered A-D.
     gold:     math: the answer string as written in the data ("18", "\\frac{1}{2}", "025");
               choice: one capital letter "A".."D";
-              code: a self-contained Python test program that runs after the candidate code
-              and raises (or exits non-zero) on any failed test.
+              code: the JSON of a tasks.code_checks.CodeTests (inputs, and expected values or
+              a reference solution; or a test script run after the candidate code).
     kind:     which scorer applies.
     entry_point: code tasks only, the function the tests call.
     """

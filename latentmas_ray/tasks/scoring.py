@@ -40,7 +40,7 @@ def score_samples(samples: Sequence[Sample], completions: Sequence[str], mode: s
             if progress:
                 progress(1)
     if code_idx:
-        from .code_exec import SandboxLimits
+        from ..sandbox import SandboxLimits
         from .code_tasks import score_code_many
         scores = score_code_many([completions[i] for i in code_idx], [samples[i] for i in code_idx],
                                  limits or SandboxLimits(), workers=workers,
