@@ -33,9 +33,10 @@ def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
+            elif isinstance(node, ast.ImportFrom):   # `from pkg import sub` imports pkg.sub
                 base = _absolute(mod, is_pkg, node)
-                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base
+                           for a in node.names]
             for t in targets:
                 while t and t not in files:            # `from pkg import name` -> pkg
                     t = t.rpartition(".")[0]
