@@ -120,7 +120,7 @@ class LatentReplica:
             torch.set_num_threads(int(torch_threads))
         quiet_progress_bars()
         self.cfg = RunConfig.from_dict(cfg)
-        assert self.cfg.engine_kind == "hybrid", "the latent half of a hybrid replica runs latent_mas with --use_vllm"
+        assert self.cfg.engine_kind == "hybrid", "a hybrid replica runs latent_mas with --use_vllm"
         self.prompts = prompts or {}
         self.model_path = str(local_model_path(self.cfg, model_path))
         self.engine = HFEngine.load(self.cfg.model, self.model_path)

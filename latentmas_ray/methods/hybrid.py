@@ -18,9 +18,9 @@ Phase 2, vLLM (`judge_phase`): `{"prompt_embeds": tensor[N, D]}` per sample, dec
 method's sampling settings. Only phase 2's input crosses between actors: N x D values in the
 model dtype (SmolLM2 fp32, GSM8K, m=4: ~570 x 576 x 4 B = 1.3 MB per sample, measured).
 
-Supported: memory "full" only (the reference; RunConfig refuses the others with --use_vllm). "last_agent"/"latent_only" keep cache columns
-at their original positions with a gap before the judger, which a prompt_embeds sequence (always
-positions 0..N-1) cannot express. The reference quirk at latent_steps=0 is kept: by default the
+Supported: memory "full" only (the reference; RunConfig refuses the others with --use_vllm).
+"last_agent"/"latent_only" keep cache columns at their original positions with a gap before the
+judger, which a prompt_embeds sequence (always positions 0..N-1) cannot express. The reference quirk at latent_steps=0 is kept: by default the
 judger then drops the memory and its input is its own prompt only.
 
 `run_batch` is the in-process form (both engines in one process, phases back to back);
