@@ -1,4 +1,4 @@
-"""Answer extraction and scoring (latentmas_ray/tasks/answers.py), on the real gold answers."""
+"""Answer extraction and scoring (latentmas_ray/tasks/answers/), on the real gold answers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from latentmas_ray.tasks import answers
+from latentmas_ray.tasks.answers import reference_scoring
 from latentmas_ray.tasks.answers import (
     Score,
     extract_boxed,
@@ -222,8 +222,8 @@ def test_reference_box_scan_matches_the_regex():
     alphabet = ["\\boxed{", "}", "{", "1", "2.5", "-", "a", " ", "\\", "boxed"]
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
-        found = answers._REF_BOX.findall(text)
-        assert answers._ref_last_box(text) == (found[-1] if found else None), text
+        found = reference_scoring._REF_BOX.findall(text)
+        assert reference_scoring._ref_last_box(text) == (found[-1] if found else None), text
 
 
 # ----------------------------------------------------------------------------------------------
