@@ -1,8 +1,20 @@
-"""Shared fixtures. The real benchmark files live in ../shared/datasets beside the checkout."""
+"""Shared fixtures, and the policy for benchmark data.
+
+Benchmark data: `datasets_dir` is tests/data, a small slice of each benchmark file that ships
+with the repository (tests/data/SOURCES.md), so every test runs on a clone alone.
+`full_datasets_dir` is the full files in ../shared/datasets beside the checkout, for the few
+tests that need every row (row counts, every gold answer); those tests use that fixture, are
+named test_full_* (most in tests/test_full_datasets.py) and carry the `full_data` marker.
+- Without ../shared/datasets and outside CI, the full-data tests are deselected (not skipped),
+  with a closing line saying how many and why.
+- Under CI (CI=true) they always run, and a missing file fails them. Also under CI any test
+  skipped because a file is missing counts as a failure.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,11 +36,69 @@ from tiny_model import tiny_engine, tiny_model_dir  # noqa: E402,F401 (session f
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:       # cluster/ (not an installed package) for every pytest form
     sys.path.insert(0, str(REPO))
-DATASETS = REPO.parent / "shared" / "datasets"
+DATASETS = Path(__file__).resolve().parent / "data"          # the shipped slices
+FULL_DATASETS = REPO.parent / "shared" / "datasets"          # the full files, beside the checkout
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+# A skip reason that says a file or folder is missing (a CI failure, see the docstring); an
+# uninstalled package or a missing OS capability is not matched.
+_MISSING_FILE = re.compile(
+    r"\b(?:file|folder|directory|path|dataset|datasets)s?\b.{0,80}?"
+    r"\b(?:not found|does not exist|missing|absent)\b"
+    r"|\b(?:not found|does not exist|missing|absent)\b.{0,80}?\b(?:file|folder|directory|path)s?\b"
+    r"|no such file|shared/datasets", re.I | re.S)
+_FULL_DESELECTED = pytest.StashKey[int]()   # how many full-data tests were deselected
 
 
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
-    if not DATASETS.is_dir():
-        pytest.skip(f"benchmark files not found at {DATASETS}")
+    assert DATASETS.is_dir(), f"the benchmark slices are missing: {DATASETS}"
     return DATASETS
+
+
+@pytest.fixture(scope="session")
+def full_datasets_dir() -> Path:
+    # Reached only when the files are there or under CI (otherwise these tests are deselected).
+    if not FULL_DATASETS.is_dir():
+        pytest.fail(f"the full benchmark files are not at {FULL_DATASETS} (CI must provide them)",
+                    pytrace=False)
+    return FULL_DATASETS
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "full_data: needs the full benchmark files in ../shared/datasets; runs in CI, "
+        "deselected on a clone without them")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "full_datasets_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.full_data)
+    if IN_CI or FULL_DATASETS.is_dir():
+        return
+    full = [item for item in items if item.get_closest_marker("full_data")]
+    if full:
+        config.hook.pytest_deselected(items=full)
+        items[:] = [item for item in items if not item.get_closest_marker("full_data")]
+        config.stash[_FULL_DESELECTED] = len(full)
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if _MISSING_FILE.search(reason):
+            report.outcome = "failed"
+            report.longrepr = f"skipped for a missing file, which fails under CI: {reason}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n = config.stash.get(_FULL_DESELECTED, 0)
+    if n:
+        terminalreporter.write_line(
+            f"full_data: {n} test(s) deselected: the full benchmark files are not at "
+            f"{FULL_DATASETS} (they run in CI, CI=true; every other test uses the slices in "
+            f"tests/data)", yellow=True)

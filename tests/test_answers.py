@@ -1,4 +1,4 @@
-"""Answer extraction and scoring (latentmas_ray/tasks/answers.py), on the real gold answers."""
+"""Answer extraction and scoring (latentmas_ray/tasks/answers/), on the real gold answers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from latentmas_ray.tasks import answers
+from latentmas_ray.tasks.answers import reference_scoring
 from latentmas_ray.tasks.answers import (
     Score,
     extract_boxed,
@@ -25,36 +25,43 @@ from latentmas_ray.tasks.answers import (
     score_reference,
 )
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 _REF_GSM8K_GOLD = re.compile(r"####\s*([-+]?\d+(?:\.\d+)?)")  # REFERENCE.md 6.1
 
 
-def _jsonl(name: str) -> list[dict]:
-    path = DATASETS / name
-    if not path.is_file():
-        pytest.skip(f"benchmark file not found: {path}")
+def _jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def gsm8k_rows() -> list[tuple[str, str]]:
-    """(gold as written after '#### ', the reference's gold) for all 1319 test rows."""
-    rows = _jsonl("gsm8k.jsonl")
-    assert len(rows) == 1319
+def read_gsm8k_golds(folder: Path) -> list[tuple[str, str]]:
+    """(gold as written after '#### ', the reference's gold) for every row of gsm8k.jsonl."""
     out = []
-    for r in rows:
+    for r in _jsonl(folder / "gsm8k.jsonl"):
         gold = r["answer"].rsplit("####", 1)[1].strip()
         ref = _REF_GSM8K_GOLD.search(r["answer"]).group(1).strip().lower()
         out.append((gold, ref))
     return out
 
 
+def read_aime_golds(folder: Path) -> list[str]:
+    golds = [str(r["answer"]).strip() for r in _jsonl(folder / "aime2024.jsonl")]
+    golds += [str(r["answer"]).strip() for r in _jsonl(folder / "aime2025.jsonl")]
+    return golds
+
+
+# The slices in tests/data; tests/test_full_datasets.py runs the same tests on the full files.
 @pytest.fixture(scope="module")
-def aime_golds() -> list[str]:
-    golds = [str(r["answer"]).strip() for r in _jsonl("aime2024.jsonl")]
-    golds += [str(r["answer"]).strip() for r in _jsonl("aime2025.jsonl")]
-    assert len(golds) == 60
+def gsm8k_rows(datasets_dir) -> list[tuple[str, str]]:
+    """The slice's 36 rows: the first 20, all 14 golds with thousands commas, both negatives."""
+    rows = read_gsm8k_golds(datasets_dir)
+    assert len(rows) == 36
+    return rows
+
+
+@pytest.fixture(scope="module")
+def aime_golds(datasets_dir) -> list[str]:
+    golds = read_aime_golds(datasets_dir)
+    assert len(golds) == 8 + 13
     return golds
 
 
@@ -129,12 +136,12 @@ def test_gsm8k_every_gold_right_and_wrong(gsm8k_rows):
     assert per_call < 0.002, f"{per_call * 1e6:.0f} us per call"
 
 
-def test_gsm8k_gold_formats_in_the_data(gsm8k_rows):
+def test_gsm8k_gold_formats_in_the_slice(gsm8k_rows):
+    # test_full_datasets.py::test_full_gsm8k_gold_formats_in_the_data checks the full file.
     golds = [g for g, _ in gsm8k_rows]
     with_commas = [g for g in golds if "," in g]
-    # The file writes some answers >= 1000 with thousands separators, most without.
-    assert len(with_commas) == 14 and "2,125" in with_commas
-    assert sum(1 for g in golds if _value(g) >= 1000 and "," not in g) == 117
+    assert len(with_commas) == 14 and "2,125" in with_commas    # every one in the full file
+    assert sum(1 for g in golds if _value(g) >= 1000 and "," not in g) == 2
     assert sorted(g for g in golds if g.startswith("-")) == ["-10", "-3"]
     assert all(re.fullmatch(r"-?\d{1,3}(,\d{3})+|-?\d+", g) for g in golds)
     for g in golds:
@@ -222,8 +229,8 @@ def test_reference_box_scan_matches_the_regex():
     alphabet = ["\\boxed{", "}", "{", "1", "2.5", "-", "a", " ", "\\", "boxed"]
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
-        found = answers._REF_BOX.findall(text)
-        assert answers._ref_last_box(text) == (found[-1] if found else None), text
+        found = reference_scoring._REF_BOX.findall(text)
+        assert reference_scoring._ref_last_box(text) == (found[-1] if found else None), text
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from latentmas_ray.tasks.registry import load_task  # noqa: E402
 from tiny_model import build_tiny_model_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-MBPP = REPO.parent / "shared" / "datasets" / "mbppplus_hf.jsonl"
+MBPP = REPO / "tests" / "data" / "mbppplus_hf.jsonl"   # the shipped slice (tests/data)
 N = 12                                   # samples in the fault tests
 TIMING = {"seconds"}
 
@@ -187,7 +187,6 @@ def test_sharded_run_equals_in_process_run(cluster, model_dir, reference, tmp_pa
     assert wall > 0 and "2 replica(s) of 1 GPU" in log
 
 
-@pytest.mark.skipif(not MBPP.is_file(), reason="MBPP+ file not found beside the checkout")
 def test_code_samples_are_scored_by_cpu_tasks(cluster, model_dir, tmp_path):
     import torch
 

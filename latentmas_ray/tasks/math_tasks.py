@@ -13,7 +13,7 @@ _REF_GSM8K_GOLD = re.compile(r"####\s*([-+]?\d+(?:\.\d+)?)")
 
 
 def _validated(gold: str) -> str:
-    from .answers import normalize_gold_math
+    from .answers.math_answers import normalize_gold_math
     try:
         normalize_gold_math(gold)
     except ValueError as e:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from .answers import Score, score_choice, score_math, score_reference
-from .base import Sample
+from .answers.choice_answers import score_choice
+from .answers.math_answers import score_math
+from .answers.reference_scoring import score_reference
+from .base import Sample, Score
 
 
 def score_one(sample: Sample, completion: str, mode: str = "standard") -> Score:
