@@ -37,6 +37,7 @@ from ..errors import ConfigError
 from ..latent.cache import BatchKV
 from ..latent.realign import Realigner, realigner_for_model
 from . import attention as gqa_attention
+from . import packed_linear as packed
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,12 @@ def _as_id_list(x) -> list[int]:
 
 
 class HFEngine:
-    def __init__(self, model, tokenizer, *, grouped_attention: bool = True):
+    def __init__(self, model, tokenizer, *, grouped_attention: bool = True,
+                 packed_linear: bool = False):
         """grouped_attention: masked attention reads the grouped KV heads in place (CPU; the
-        outputs are bit-identical to transformers' sdpa); False keeps the model's own."""
+        outputs are bit-identical to transformers' sdpa); False keeps the model's own.
+        packed_linear: oneDNN matmuls with prepacked weights on the CPU (engines/
+        packed_linear.py): faster at small batches but NOT bit-identical, so off by default."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.model.config.use_cache = True
@@ -95,6 +99,11 @@ class HFEngine:
                 log.warning("tokenizer has %d tokens but the model %d rows: growing the "
                             "embeddings (new rows are freshly initialised)", len(tokenizer), rows)
             self.model.resize_token_embeddings(len(tokenizer))
+        if packed_linear:
+            dev, dt = self.model.get_input_embeddings().weight.device, self.model.dtype
+            if not packed.available(dev, dt):
+                raise ConfigError(f"packed_linear needs the CPU with fp32/bf16, not {dev} {dt}")
+            packed.pack_linears(self.model)
         self.decoder = self.model.get_decoder()          # base model; its output is normed
         self.lm_head = self.model.get_output_embeddings()
         assert self.lm_head is not None, "model has no output embeddings (lm_head)"

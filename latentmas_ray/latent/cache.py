@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .slab import SlabCache
+from .slab import SlabCache, capacity_for
 
 MEMORY_MODES = ("full", "last_agent", "latent_only")
 
@@ -117,7 +117,9 @@ class BatchKV:
     # ----- appending a chunk -------------------------------------------------------------
     def _own_mask(self) -> None:
         """Re-adopt `mask` if a caller replaced it by a tensor outside mask_buf."""
-        if self.mask.data_ptr() != self.mask_buf.data_ptr() or self.mask_buf.shape[0] != self.mask.shape[0]:
+        same = (self.mask.untyped_storage().data_ptr() == self.mask_buf.untyped_storage().data_ptr()
+                and self.mask.storage_offset() == 0 and self.mask.shape[0] == self.mask_buf.shape[0])
+        if not same:
             self.mask_buf = self.mask.contiguous()
             self.mask = self.mask_buf[:, :self.mask_buf.shape[1]]
 
@@ -147,8 +149,9 @@ class BatchKV:
         seen = chunk_mask.cumsum(dim=1)                                      # [B, L]
         # real token k of a row (k = 0..) gets next_pos + k; pads get next_pos (never attended)
         position_ids = self.next_pos[:, None] + (seen - 1).clamp_min(0)      # [B, L]
-        if t + n > self.mask_buf.shape[1] or self.mask.data_ptr() != self.mask_buf.data_ptr():
-            self.reserve(max(t + n, self.cache.capacity))
+        self._own_mask()
+        if t + n > self.mask_buf.shape[1]:          # unplanned: grow in a large step
+            self.reserve(capacity_for(t + n, self.mask_buf.shape[1]))
         self.mask_buf[:, t:t + n].copy_(chunk_mask)
         self.mask = self.mask_buf[:, :t + n]                                 # [B, T+L]
         self.next_pos = self.next_pos + seen[:, -1]                          # [B]

@@ -23,7 +23,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 GROW_MIN = 256   # columns: an unplanned growth adds at least this many (or doubles), never 1 by 1
 
 
-def _capacity_for(needed: int, current: int) -> int:
+def capacity_for(needed: int, current: int) -> int:
     return max(needed, 2 * current, current + GROW_MIN)
 
 
@@ -60,7 +60,7 @@ class SlabLayer(CacheLayerMixin):
             self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
         if end > self.k_buf.shape[2]:
-            self.grow(_capacity_for(end, self.k_buf.shape[2]))
+            self.grow(capacity_for(end, self.k_buf.shape[2]))
         self.k_buf[:, :, self.length:end].copy_(key_states)
         self.v_buf[:, :, self.length:end].copy_(value_states)
         self.length = end
