@@ -83,14 +83,15 @@ class _StandInTokenizer:
         return self.vocab
 
 
-def load_engine(args, device):
+def load_engine(args, device, packed: bool = False):
     from latentmas_ray.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine, resolve_dtype
     from latentmas_ray.models import resolve_model
 
     if args.random is None:
         path = resolve_model(args.model)
-        return HFEngine.load(ModelConfig(device=str(device)), str(path)), str(path)
+        return (HFEngine.load(ModelConfig(device=str(device)), str(path), packed_linear=packed),
+                str(path))
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     shape = dict(RANDOM_SHAPES[args.random])
@@ -212,7 +213,7 @@ class stock_attention:
         self.model.set_attn_implementation(self.mine)
 
 
-def step_table(engine, args, bw, peak) -> None:
+def step_table(engine, ref, args, bw, peak) -> None:
     print(f"\n| step | memory | batch | path | ms/step | MB read | GFLOP | of {bw / 1e9:.0f} GB/s "
           f"| of {peak / 1e9:.0f} GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -223,14 +224,14 @@ def step_table(engine, args, bw, peak) -> None:
                 paths = [("ours", ours)] + ([] if args.skip_hf else
                                             [("generate()" if kind == "decode" else "HF loop", theirs)])
                 for name, fn in paths:
-                    s = fn(engine, batch, memory, kind, args.steps, args.repeats)
+                    s = fn(engine if fn is ours else ref, batch, memory, kind, args.steps, args.repeats)
                     print(f"| {kind} | {memory} | {batch} | {name} | {s * 1e3:.1f} | "
                           f"{nbytes / 1e6:.0f} | {flops / 1e9:.2f} | {nbytes / s / bw:.1%} | "
                           f"{flops / s / peak:.1%} |", flush=True)
 
 
 # ------------------------------------------------------------------------ end to end
-def end_to_end(engine, path, args) -> None:
+def end_to_end(engine, ref, path, args) -> None:
     from latentmas_ray.config import MethodConfig
     from latentmas_ray.methods import get_method
     from latentmas_ray.tasks.registry import TASKS, load_task
@@ -254,15 +255,18 @@ def end_to_end(engine, path, args) -> None:
         base_run = get_method("baseline")(engine, samples, base_cfg, run_seed=0)
         ours_s = min(ours_s, time.perf_counter() - t)
         base_tok = min(base_tok, per_token(base_run))
-        with torch.no_grad(), stock_attention(engine):
+        with torch.no_grad(), stock_attention(ref):
             t = time.perf_counter()
-            hf = engine.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n,
+            hf = ref.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n,
                                        do_sample=False, pad_token_id=engine.pad_token_id,
                                        eos_token_id=sorted(engine.stop_token_ids))
             engine.sync()
             theirs_s = min(theirs_s, time.perf_counter() - t)
         lat_tok = min(lat_tok, per_token(get_method("latent_mas")(engine, samples, lat_cfg, run_seed=0)))
-    same = sum(r.agents[0].output_ids == engine._cut_at_stop(row[ids.shape[1]:].tolist())
+    def cut(row):       # generate() pads finished rows: keep up to the first stop token
+        stops = [i for i, t in enumerate(row) if t in engine.stop_token_ids]
+        return row[:stops[0] + 1] if stops else row
+    same = sum(r.agents[0].output_ids == cut(row[ids.shape[1]:].tolist())
                for r, row in zip(base_run, hf))
     print(f"\nend to end: {len(samples)} GSM8K questions in one batch, {n} new tokens, greedy, "
           f"min of {args.repeats}")
@@ -286,6 +290,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="min over this many measurements")
     ap.add_argument("--skip_hf", action="store_true", help="no transformers rows")
     ap.add_argument("--skip_e2e", action="store_true")
+    ap.add_argument("--skip_steps", action="store_true", help="only the end-to-end table")
+    ap.add_argument("--packed_linear", action="store_true",
+                    help="our engine with oneDNN packed matmuls (CPU; not bit-identical)")
     ap.add_argument("--e2e_samples", type=int, default=10)
     ap.add_argument("--e2e_tokens", type=int, default=128)
     args = ap.parse_args()
@@ -294,14 +301,17 @@ def main() -> None:
 
     device = resolve_device(args.device)
     print(f"hardware: {hardware()}")
-    engine, path = load_engine(args, device)
+    engine, path = load_engine(args, device, args.packed_linear)
+    ref = load_engine(args, device)[0] if args.packed_linear else engine   # transformers' rows
     bw, peak = machine(device, engine.dtype)
     print(f"model: {args.random or path} {str(engine.dtype).replace('torch.', '')} on {device}, "
-          f"attention {engine.model.config._attn_implementation}; machine: copy {bw / 1e9:.1f} GB/s "
+          f"attention {engine.model.config._attn_implementation}, packed_linear "
+          f"{args.packed_linear}; machine: copy {bw / 1e9:.1f} GB/s "
           f"(read + write), matmul {peak / 1e9:.0f} GFLOP/s")
-    step_table(engine, args, bw, peak)
+    if not args.skip_steps:
+        step_table(engine, ref, args, bw, peak)
     if not args.skip_e2e and args.random is None:
-        end_to_end(engine, path, args)
+        end_to_end(engine, ref, path, args)
 
 
 if __name__ == "__main__":
