@@ -55,6 +55,12 @@ class ModelConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata=flag(
         "auto (default: bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16"))
     device: str = field(default="auto", metadata=flag("auto (default), cpu, cuda, cuda:1, ..."))
+    # CPU only: oneDNN matmuls on weights packed once (engines/packed_linear.py), 1.8-2.9x
+    # faster per matmul at small batches but not bit-identical, so off by default and part of
+    # the run's identity
+    packed_linear: bool = field(default=False, metadata=flag(
+        "CPU: prepacked oneDNN matmuls for the HF engine (faster at small batches; not "
+        "bit-identical to the exact path, so a different run)"))
 
     def __post_init__(self):
         _check(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")

@@ -61,12 +61,19 @@ def _conform(table: pa.Table) -> pa.Table:
 # Fields added after runs were stored, with the value that reproduces the older behaviour: at
 # that value they are left out of the comparison (and the run id), so an older run folder,
 # whose config.json lacks them, still resumes.
-LATER_FIELDS = {"use_vllm": False}
+# A dotted name is a field of a section ("model.packed_linear").
+LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False}
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in RESUMABLE_FIELDS
-            and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()
+           if k not in RESUMABLE_FIELDS}
+    for name, default in LATER_FIELDS.items():
+        *section, key = name.split(".")
+        where = out[section[0]] if section and isinstance(out.get(section[0]), dict) else out
+        if key in where and where[key] == default:
+            del where[key]
+    return out
 
 
 def run_id(config: dict[str, Any]) -> str:

@@ -6,6 +6,14 @@
 - `generate(kv, ids, mask, ...)`: our own decode loop (not HF generate), so positions, masks
   and per-sample random streams are under our control.
 
+Speed (issue 13). The memory is a preallocated cache written in place (latent/slab.py), sized
+before a prefill + decode or a prefill + m latent steps; a one-column forward gets its 4D
+mask straight from the memory (no mask building, no host sync); masked attention reads the
+grouped key/value heads without copying them (engines/attention.py); a decode step waits for
+the device once (the stop flags), a latent step never; finished rows stay in the batch until
+half of it is done, then are dropped together; sampling draws each row's noise from its own
+generator and picks all rows at once.
+
 Which hidden state. We run the decoder (`model.get_decoder()`, i.e. `model.model`) and read
 `last_hidden_state`, which is the output of the final norm (RMSNorm for Qwen/Llama); logits
 are `lm_head` of it. In transformers 5.19 `output_hidden_states=True` gives n_layers + 1
@@ -27,6 +35,8 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..latent.cache import BatchKV
 from ..latent.realign import Realigner, realigner_for_model
+from . import attention as gqa_attention
+from . import packed_linear as packed
 from .text import SamplingParams, TextSide, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -39,9 +49,20 @@ def resolve_device(device: str) -> torch.device:
 
 
 class HFEngine(TextSide):
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, *, grouped_attention: bool = True,
+                 packed_linear: bool = False):
+        """grouped_attention: masked attention reads the grouped KV heads in place (CPU; the
+        outputs are bit-identical to transformers' sdpa); False keeps the model's own.
+        packed_linear: oneDNN matmuls with prepacked weights on the CPU (engines/
+        packed_linear.py): faster at small batches but NOT bit-identical, so off by default."""
         self.model = model.eval()
         self.model.config.use_cache = True
+        impl = self.model.config._attn_implementation
+        if grouped_attention and impl == "sdpa":
+            self.model.set_attn_implementation(gqa_attention.register())
+        # A one-column chunk gets its 4D bool mask from BatchKV.decode_mask: only the sdpa
+        # family takes a bool mask (eager adds the mask, so it gets HF's own float mask).
+        self._bool_mask = self.model.config._attn_implementation in ("sdpa", gqa_attention.NAME)
         # Vocab truncation, as the reference's HF path does (REFERENCE.md 2.1): the model keeps
         # exactly len(tokenizer) rows of embed_tokens and lm_head (Qwen3: 151936 -> 151669).
         # This changes the realignment matrix and target norm, so it must happen first.
@@ -51,6 +72,11 @@ class HFEngine(TextSide):
                 log.warning("tokenizer has %d tokens but the model %d rows: growing the "
                             "embeddings (new rows are freshly initialised)", len(tokenizer), rows)
             self.model.resize_token_embeddings(len(tokenizer))
+        if packed_linear:
+            dev, dt = self.model.get_input_embeddings().weight.device, self.model.dtype
+            if not packed.available(dev, dt):
+                raise ConfigError(f"packed_linear needs the CPU with fp32/bf16, not {dev} {dt}")
+            packed.pack_linears(self.model)
         self.decoder = self.model.get_decoder()          # base model; its output is normed
         self.lm_head = self.model.get_output_embeddings()
         assert self.lm_head is not None, "model has no output embeddings (lm_head)"
@@ -62,8 +88,9 @@ class HFEngine(TextSide):
 
     # ----- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_cfg: ModelConfig, path: str) -> "HFEngine":
-        """Load a local HF folder (config + weights + tokenizer); never touches the network."""
+    def load(cls, model_cfg: ModelConfig, path: str, **engine_kw) -> "HFEngine":
+        """Load a local HF folder (config + weights + tokenizer); never touches the network.
+        The weights are loaded straight onto the device (no full copy staged in host memory)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = Path(path)
@@ -77,10 +104,12 @@ class HFEngine(TextSide):
         except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
             raise ConfigError(f"cannot load a tokenizer from {path}: {type(e).__name__}: {e}") from e
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True,
+                                                         device_map=str(device))
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"cannot load a causal LM from {path}: {type(e).__name__}: {e}") from e
-        return cls(model.to(device), tokenizer)
+        engine_kw.setdefault("packed_linear", model_cfg.packed_linear)
+        return cls(model.to(device), tokenizer, **engine_kw)     # .to: a no-op check
 
     # ----- properties ----------------------------------------------------------------------
     @property
@@ -120,6 +149,8 @@ class HFEngine(TextSide):
         """
         assert (input_ids is None) != (inputs_embeds is None), "pass ids or embeds"
         attention_mask, position_ids = kv.extend(chunk_mask)        # [B, T+L], [B, L]
+        if chunk_mask.shape[1] == 1 and self._bool_mask:
+            attention_mask = kv.decode_mask()                        # [B, 1, 1, T+1] bool
         out = self.decoder(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
@@ -149,9 +180,15 @@ class HFEngine(TextSide):
 
     # ----- decoding ------------------------------------------------------------------------
     def pick(self, logits: torch.Tensor, sp: SamplingParams,
-             generators: list[torch.Generator | None]) -> torch.Tensor:
+             generators: list[torch.Generator | None],
+             finished: list[bool] | None = None) -> torch.Tensor:
         """logits [B, V] fp32 -> next tokens [B]. Greedy: argmax. Sampling: temperature, then
-        top-k, then top-p (HF's warper order), each row drawn from its own generator."""
+        top-k, then top-p (HF's warper order), each row drawn from its own generator.
+
+        The draw is torch.multinomial's own (n = 1): argmax(probs / q), q ~ Exp(1) of V values
+        from the row's generator; here the noise is drawn per row and the argmax taken for all
+        rows at once, so every row gets the token multinomial would give it. Rows marked
+        `finished` draw nothing (their streams stay where they are) and get an argmax."""
         if sp.greedy:
             return logits.argmax(dim=-1)                                          # [B]
         logits = logits / sp.temperature
@@ -167,11 +204,20 @@ class HFEngine(TextSide):
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             logits = logits.masked_fill(drop, float("-inf"))
         probs = logits.softmax(dim=-1)                                            # [B, V]
-        out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+        noise = torch.empty_like(probs)                                           # [B, V]
         for i, g in enumerate(generators):
+            if finished is not None and finished[i]:
+                noise[i].fill_(1.0)
+                continue
             assert g is not None, "sampling needs one generator per row"
-            out[i] = torch.multinomial(probs[i], 1, generator=g)[0]
-        return out
+            noise[i].exponential_(1.0, generator=g)
+        return (probs / noise).argmax(dim=-1)                                     # [B]
+
+    def _cut_at_stop(self, row: list[int]) -> list[int]:
+        for i, t in enumerate(row):
+            if t in self.stop_token_ids:
+                return row[:i + 1]
+        return row
 
     @torch.no_grad()
     def generate(self, kv: BatchKV, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
@@ -181,31 +227,40 @@ class HFEngine(TextSide):
 
         Returns each row's new token ids. A row ends at its first stop token, which IS
         included (and counted), like HF generate's `sequences`; or after max_new_tokens.
-        Finished rows are dropped from the batch (and from `kv`, which this call consumes),
-        so they cost nothing and never influence the others.
+        A finished row draws no more random numbers and never influences the others; it is
+        dropped from the batch (and from `kv`, which this call consumes) once at least half
+        of the batch is finished, so the compaction copy is paid rarely.
         """
         assert max_new_tokens >= 1
         b = ids.shape[0]
-        generators = generators if generators is not None else [None] * b
+        generators = list(generators) if generators is not None else [None] * b
         assert len(generators) == b
         stops = torch.tensor(sorted(self.stop_token_ids), device=self.device)    # [S]
+        kv.reserve(kv.length + ids.shape[1] + max_new_tokens)   # the whole decode writes in place
         h = self.forward(kv, mask, input_ids=ids)[:, -1, :]                        # [B, D]
-        rows = list(range(b))            # original row of each live row
-        out: list[list[int]] = [[] for _ in range(b)]
+        rows = torch.arange(b, device=self.device)       # original row of each batch row
+        out = torch.full((b, max_new_tokens), self.pad_token_id, dtype=torch.long,
+                         device=self.device)                                       # [B, N]
+        done = torch.zeros(b, dtype=torch.bool, device=self.device)                # [b]
+        finished = [False] * b                           # host copy of `done`
+        one = torch.ones(b, 1, dtype=torch.long, device=self.device)              # [b, 1]
         for step in range(max_new_tokens):
-            tok = self.pick(self.logits(h), sp, [generators[r] for r in rows])     # [b]
-            for r, t in zip(rows, tok.tolist()):
-                out[r].append(t)
+            tok = self.pick(self.logits(h), sp, generators, finished)             # [b]
+            out[rows, step] = tok
             if step == max_new_tokens - 1:
                 break
-            done = torch.isin(tok, stops)                                          # [b]
-            if bool(done.any()):
-                keep = (~done).nonzero().squeeze(1)                                # [b']
-                if keep.numel() == 0:
-                    break
-                kv.select_rows(keep)
-                tok = tok.index_select(0, keep)
-                rows = [rows[i] for i in keep.tolist()]
-            one = torch.ones(len(rows), 1, dtype=torch.long, device=self.device)  # [b, 1]
+            done |= torch.isin(tok, stops)
+            finished = done.tolist()                     # the step's one host sync
+            n_done = sum(finished)
+            if n_done == len(finished):
+                break
+            if 2 * n_done >= len(finished):              # compact: drop the finished rows
+                keep = [i for i, f in enumerate(finished) if not f]
+                keep_t = torch.tensor(keep, device=self.device)
+                kv.select_rows(keep_t)
+                tok, rows, done = tok[keep_t], rows[keep_t], done[keep_t]
+                generators = [generators[i] for i in keep]
+                finished = [False] * len(keep)
+                one = one[:len(keep)]
             h = self.forward(kv, one, input_ids=tok[:, None])[:, -1, :]            # [b, D]
-        return out
+        return [self._cut_at_stop(r) for r in out.tolist()]

@@ -19,7 +19,11 @@ in the middle, e.g. with two agents:
 - `segments`: (start, end, latent) column ranges of what each agent added, for the memory
   modes ("full", "last_agent", "latent_only").
 
-Only DynamicCache with full-attention DynamicLayers is supported for slicing (asserted).
+Storage. Keys and values live in a `SlabCache` (latent/slab.py): per layer one preallocated
+buffer written in place, so appending a token costs its own columns, not a copy of the whole
+memory. The mask likewise: `mask` is a view of the first T columns of `mask_buf` [B, C].
+`reserve(n)` sizes both for n columns ahead of a chunk of known length. Full-attention
+decoders only (asserted when the cache is built).
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+
+from .slab import SlabCache, capacity_for
 
 MEMORY_MODES = ("full", "last_agent", "latent_only")
 
@@ -40,19 +44,35 @@ class Segment:
     latent: int  # how many of its last columns are latent vectors
 
 
+def _exported(t: torch.Tensor, device) -> torch.Tensor:
+    """`t` on `device` as a tensor of its own: never a view of a live buffer (which would
+    pickle, and ship through the object store, the whole buffer, and would change under the
+    next in-place write)."""
+    moved = t if device is None else t.to(device)
+    if moved.data_ptr() == t.data_ptr() or not moved.is_contiguous():
+        moved = moved.clone(memory_format=torch.contiguous_format)
+    return moved
+
+
 @dataclass
 class BatchKV:
-    cache: DynamicCache          # layers[i].keys / .values: [B, H_kv, T, Dh]
-    mask: torch.Tensor           # [B, T] long: 1 real, 0 pad
+    cache: SlabCache             # layers[i].keys / .values: [B, H_kv, T, Dh] views of its buffers
+    mask: torch.Tensor           # [B, T] long: 1 real, 0 pad (a view of mask_buf)
     next_pos: torch.Tensor       # [B] long: position id of each row's next real entry
     segments: list[Segment] = field(default_factory=list)
+    mask_buf: torch.Tensor | None = None   # [B, C] long, C >= T; None: adopt `mask`
+
+    def __post_init__(self):
+        if self.mask_buf is None:
+            self.mask_buf = self.mask.contiguous()
+            self.mask = self.mask_buf[:, :self.mask_buf.shape[1]]
 
     # ----- construction ------------------------------------------------------------------
     @classmethod
     def empty(cls, batch: int, device: torch.device | str, config=None) -> "BatchKV":
-        """An empty memory for `batch` rows. `config` (the model config) lets DynamicCache pick
-        the right layer types; without it every layer is a plain DynamicLayer."""
-        cache = DynamicCache(config=config) if config is not None else DynamicCache()
+        """An empty memory for `batch` rows. `config` (the model config) gives the number of
+        layers and checks they are all full attention; without it layers appear lazily."""
+        cache = SlabCache.for_config(config) if config is not None else SlabCache()
         mask = torch.zeros(batch, 0, dtype=torch.long, device=device)        # [B, 0]
         next_pos = torch.zeros(batch, dtype=torch.long, device=device)       # [B]
         return cls(cache, mask, next_pos)
@@ -72,13 +92,19 @@ class BatchKV:
         return self.mask.sum(dim=1)
 
     def nbytes(self) -> int:
-        """Bytes held by the keys and values (the masks are negligible and not counted)."""
+        """Bytes of the keys and values held (T columns; the masks are negligible and not
+        counted, nor is the unused reserve: see reserved_nbytes)."""
         total = 0
         for layer in self.cache.layers:
-            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            for t in (layer.keys, layer.values):
                 if t is not None:
                     total += t.numel() * t.element_size()
         return total
+
+    def reserved_nbytes(self) -> int:
+        """Bytes allocated for keys and values, the unused reserve included."""
+        return sum(t.numel() * t.element_size() for layer in self.cache.layers
+                   for t in (layer.k_buf, layer.v_buf) if t is not None)
 
     def check(self) -> None:
         """Loud consistency check: the HF cache, the mask and next_pos agree. next_pos counts
@@ -89,23 +115,54 @@ class BatchKV:
         assert torch.all(self.next_pos >= self.real_lengths()), (self.next_pos, self.real_lengths())
 
     # ----- appending a chunk -------------------------------------------------------------
+    def _own_mask(self) -> None:
+        """Re-adopt `mask` if a caller replaced it by a tensor outside mask_buf."""
+        same = (self.mask.untyped_storage().data_ptr() == self.mask_buf.untyped_storage().data_ptr()
+                and self.mask.storage_offset() == 0 and self.mask.shape[0] == self.mask_buf.shape[0])
+        if not same:
+            self.mask_buf = self.mask.contiguous()
+            self.mask = self.mask_buf[:, :self.mask_buf.shape[1]]
+
+    def reserve(self, columns: int) -> None:
+        """Room for `columns` columns in total (keys, values and mask), allocated now, so the
+        next chunks up to that length are written in place."""
+        self._own_mask()
+        self.cache.reserve(columns)
+        if columns > self.mask_buf.shape[1]:
+            buf = self.mask_buf.new_zeros((self.batch_size, columns))        # [B, C]
+            buf[:, :self.length].copy_(self.mask)
+            self.mask_buf, self.mask = buf, buf[:, :self.length]
+
     def extend(self, chunk_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reserve the columns of a new chunk before its forward pass.
 
         chunk_mask: [B, L] 1 real / 0 pad, LEFT-padded (pads only before the real tokens).
         Returns (attention_mask [B, T+L], position_ids [B, L]) for the forward, and updates
         mask/next_pos. The forward must then append exactly L columns to `cache`.
+        A one-column chunk (a latent step, a decoded token) costs no host sync.
         """
         assert chunk_mask.ndim == 2 and chunk_mask.shape[0] == self.batch_size, chunk_mask.shape
         chunk_mask = chunk_mask.to(device=self.mask.device, dtype=torch.long)
-        # left padding: once a row has a real token, the rest of the chunk is real
-        assert torch.all(chunk_mask[:, 1:] >= chunk_mask[:, :-1]), "chunk must be left-padded"
+        t, n = self.length, chunk_mask.shape[1]
+        if n > 1:   # left padding: once a row has a real token, the rest of the chunk is real
+            assert torch.all(chunk_mask[:, 1:] >= chunk_mask[:, :-1]), "chunk must be left-padded"
         seen = chunk_mask.cumsum(dim=1)                                      # [B, L]
         # real token k of a row (k = 0..) gets next_pos + k; pads get next_pos (never attended)
         position_ids = self.next_pos[:, None] + (seen - 1).clamp_min(0)      # [B, L]
-        self.mask = torch.cat([self.mask, chunk_mask], dim=1)                # [B, T+L]
-        self.next_pos = self.next_pos + chunk_mask.sum(dim=1)                # [B]
+        self._own_mask()
+        if t + n > self.mask_buf.shape[1]:          # unplanned: grow in a large step
+            self.reserve(capacity_for(t + n, self.mask_buf.shape[1]))
+        self.mask_buf[:, t:t + n].copy_(chunk_mask)
+        self.mask = self.mask_buf[:, :t + n]                                 # [B, T+L]
+        self.next_pos = self.next_pos + seen[:, -1]                          # [B]
         return self.mask, position_ids
+
+    def decode_mask(self) -> torch.Tensor:
+        """[B, 1, 1, T] bool: the attention mask of a one-column chunk just added by `extend`,
+        in the 4D form HF passes straight to attention (no mask building, no host sync).
+        A single query attends to every real column, itself included, so causality adds
+        nothing here."""
+        return self.mask.bool()[:, None, None, :]
 
     def begin_segment(self) -> int:
         return self.length
@@ -123,12 +180,12 @@ class BatchKV:
         """
         end = self.length if end is None else end
         assert 0 <= start <= end <= self.length, (start, end, self.length)
-        for layer in self.cache.layers:
-            assert type(layer) is DynamicLayer, f"cannot slice a {type(layer).__name__}"
-            if layer.is_initialized and layer.keys.numel() > 0:
-                layer.keys = layer.keys[:, :, start:end, :].contiguous()      # [B, H, T', Dh]
-                layer.values = layer.values[:, :, start:end, :].contiguous()  # [B, H, T', Dh]
-        self.mask = self.mask[:, start:end]                                   # [B, T']
+        self._own_mask()
+        self.cache.keep_columns(start, end)
+        n = end - start
+        if start > 0:
+            self.mask_buf[:, :n].copy_(self.mask_buf[:, start:end].clone())
+        self.mask = self.mask_buf[:, :n]                                      # [B, T']
         kept = []
         for s in self.segments:
             a, b = max(s.start, start), min(s.end, end)
@@ -151,38 +208,41 @@ class BatchKV:
 
     # ----- rows --------------------------------------------------------------------------
     def select_rows(self, rows: torch.Tensor) -> "BatchKV":
-        """Keep only `rows` ([B'] long indices), in place; used to drop finished rows."""
+        """Keep only `rows` ([B'] ascending long indices), in place; used to drop finished
+        rows. Copies the kept rows' filled columns once (the decode loop calls it rarely)."""
         rows = rows.to(self.mask.device)
+        self._own_mask()
+        t = self.length
         self.cache.batch_select_indices(rows)                                 # keys: [B', H, T, Dh]
-        self.mask = self.mask.index_select(0, rows)                           # [B', T]
+        self.mask_buf = self.mask_buf.index_select(0, rows)                   # [B', C]
+        self.mask = self.mask_buf[:, :t]                                      # [B', T]
         self.next_pos = self.next_pos.index_select(0, rows)                   # [B']
         return self
 
     # ----- devices and transport -------------------------------------------------------
     def to_state(self, device: torch.device | str | None = None) -> dict:
-        """Plain tensors (optionally moved, e.g. to "cpu"): picklable for Ray's object store."""
-        def mv(t):
-            return t if device is None else t.to(device)
+        """Plain tensors (optionally moved, e.g. to "cpu"), each holding only its own T
+        columns: picklable for Ray's object store."""
         layers = []
         for layer in self.cache.layers:
-            assert type(layer) is DynamicLayer, f"cannot export a {type(layer).__name__}"
             if layer.is_initialized and layer.keys.numel() > 0:
-                layers.append((mv(layer.keys), mv(layer.values)))
+                layers.append((_exported(layer.keys, device), _exported(layer.values, device)))
             else:
                 layers.append((None, None))
         return {
             "layers": layers,
-            "mask": mv(self.mask),
-            "next_pos": mv(self.next_pos),
+            "mask": _exported(self.mask, device),
+            "next_pos": _exported(self.next_pos, device),
             "segments": [(s.start, s.end, s.latent) for s in self.segments],
         }
 
     @classmethod
     def from_state(cls, state: dict, device: torch.device | str | None = None) -> "BatchKV":
+        """The inverse of to_state. Tensors already on `device` are adopted, not copied."""
         def mv(t):
             return t if device is None or t is None else t.to(device)
         data = [(mv(k), mv(v)) for k, v in state["layers"]]
-        cache = DynamicCache(ddp_cache_data=data) if data and data[0][0] is not None else DynamicCache()
+        cache = SlabCache.holding(data) if data and data[0][0] is not None else SlabCache(len(data))
         kv = cls(cache, mv(state["mask"]), mv(state["next_pos"]),
                  [Segment(*s) for s in state["segments"]])
         kv.check()

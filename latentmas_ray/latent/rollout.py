@@ -7,6 +7,8 @@
               h = its output state. m steps add m columns; the last h is not used further.
 
 An agent adds L_agent (padded prompt) + m columns to the memory; its pads are masked forever.
+The memory is sized for all of them before the prefill, so every step writes in place, and a
+latent step never waits for the device (no host sync between the m forwards).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def prefill(engine, kv: BatchKV, ids: torch.Tensor, mask: torch.Tensor) -> torch
 def latent_steps(engine, kv: BatchKV, h: torch.Tensor, steps: int, realign: Realigner) -> torch.Tensor:
     """Feed `steps` latent thoughts; h [B, D] -> the last step's output state [B, D]."""
     b = h.shape[0]
+    kv.reserve(kv.length + steps)
     ones = torch.ones(b, 1, dtype=torch.long, device=h.device)      # [B, 1]
     for _ in range(steps):
         e = realign(h)[:, None, :]                                   # [B, 1, D], model dtype
@@ -38,6 +41,7 @@ def run_latent_agent(engine, kv: BatchKV, ids: torch.Tensor, mask: torch.Tensor,
                      realign: Realigner) -> torch.Tensor:
     """One non-judger LatentMAS agent: prefill + `steps` latent steps, recorded as a segment
     of `kv` (for the memory modes). Returns the last hidden state [B, D]."""
+    kv.reserve(kv.length + ids.shape[1] + steps)
     start = kv.begin_segment()
     h = prefill(engine, kv, ids, mask)
     h = latent_steps(engine, kv, h, steps, realign)

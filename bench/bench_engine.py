@@ -1,0 +1,318 @@
+"""The HF engine against the hardware and against transformers' own loop (issue 13).
+
+    OMP_NUM_THREADS=1 python bench/bench_engine.py                 # SmolLM2, CPU, 1 thread
+    python bench/bench_engine.py --random qwen3-8b                 # real-size random weights (GPU)
+    python bench/bench_engine.py --skip_e2e --steps 8              # only the step table
+
+1. The machine: memory bandwidth (a copy benchmark, read + write) and peak compute (a large
+   matmul), measured here in this process.
+2. Steps: a decode step and a latent step after a memory of 0 / 500 / 2000 positions at batch
+   1 and 10: ms per step; the bytes a step must read (weights + the memory's keys and values)
+   and its FLOPs; the fraction of the measured bandwidth and peak this reaches. The same for
+   transformers' path on the same memory: `generate()` for decode (time of N+1 tokens minus 1,
+   per token) and the reference's latent loop (model(...) on a DynamicCache).
+3. End to end (SmolLM2 only): 10 GSM8K questions, 128 new tokens, greedy: our baseline's decode
+   vs transformers' `generate()` on the same prompt ids; the LatentMAS judger's time per
+   generated token with m = 20 vs the baseline's.
+The memory is random keys/values (timing does not depend on their values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATASETS, hardware  # noqa: E402
+
+import torch  # noqa: E402
+
+RANDOM_SHAPES = {   # real-size configs for random-weight models (no download needed)
+    "qwen3-8b": dict(model_type="qwen3", hidden_size=4096, intermediate_size=12288,
+                     num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+                     head_dim=128, vocab_size=151936, tie_word_embeddings=False),
+    "qwen3-14b": dict(model_type="qwen3", hidden_size=5120, intermediate_size=17408,
+                      num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=8,
+                      head_dim=128, vocab_size=151936, tie_word_embeddings=False),
+}
+
+
+# ------------------------------------------------------------------------ the machine
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_of(fn, device, repeats: int, inner: int = 1) -> float:
+    """Min over `repeats` of the mean seconds of `inner` calls."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        sync(device)
+        best = min(best, (time.perf_counter() - t) / inner)
+    return best
+
+
+def machine(device, dtype) -> tuple[float, float]:
+    """(bytes/s of a device copy counting read + write, FLOP/s of a large matmul in `dtype`)."""
+    n = (1 << 28) if device.type == "cuda" else (1 << 26)          # 1 GiB / 256 MiB of fp32
+    a = torch.ones(n, dtype=torch.float32, device=device)
+    b = torch.empty_like(a)
+    bw = 2 * a.numel() * 4 / best_of(lambda: b.copy_(a), device, 5)
+    del a, b
+    k = 8192 if device.type == "cuda" else 1024
+    x = torch.randn(k, k, dtype=dtype, device=device)
+    flops = 2 * k ** 3 / best_of(lambda: x @ x, device, 3, inner=3)
+    return bw, flops
+
+
+# ------------------------------------------------------------------------ the model
+class _StandInTokenizer:
+    """What HFEngine needs from a tokenizer, for a random-weight model (vocab = its rows)."""
+
+    def __init__(self, vocab: int):
+        self.vocab, self.eos_token_id, self.pad_token_id = vocab, vocab - 1, vocab - 2
+
+    def __len__(self):
+        return self.vocab
+
+
+def load_engine(args, device, packed: bool = False):
+    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.engines.hf import HFEngine, resolve_dtype
+    from latentmas_ray.models import resolve_model
+
+    if args.random is None:
+        path = resolve_model(args.model)
+        return (HFEngine.load(ModelConfig(device=str(device)), str(path), packed_linear=packed),
+                str(path))
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    shape = dict(RANDOM_SHAPES[args.random])
+    cfg = AutoConfig.for_model(shape.pop("model_type"), **shape)
+    dtype = resolve_dtype("auto", device)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    model.generation_config = GenerationConfig(eos_token_id=cfg.vocab_size - 1)
+    return HFEngine(model, _StandInTokenizer(cfg.vocab_size)), None
+
+
+def step_cost(engine, batch: int, memory: int, kind: str) -> tuple[float, float]:
+    """(bytes read, FLOPs) of one step at `memory` positions: every weight once (the embedding
+    table only for the `batch` rows it looks up; lm_head only when decoding), the memory's
+    keys and values once, and the matmul + attention FLOPs."""
+    cfg = engine.model.config
+    el = torch.empty((), dtype=engine.dtype).element_size()
+    embed = engine.model.get_input_embeddings().weight
+    head = engine.lm_head.weight
+    body = sum(p.numel() for n, p in engine.decoder.named_parameters() if "embed_tokens" not in n)
+    head_n = head.numel() if kind == "decode" else 0
+    tied = head.data_ptr() == embed.data_ptr()
+    weights = (body + head_n + (0 if tied and kind == "decode" else batch * embed.shape[1])) * el
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_per_pos = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * el
+    flops = 2 * batch * (body + head_n)
+    flops += 4 * batch * cfg.num_hidden_layers * cfg.num_attention_heads * memory * head_dim
+    return weights + batch * memory * kv_per_pos, flops
+
+
+def random_memory(engine, batch: int, memory: int):
+    """A BatchKV holding `memory` random positions per row (all real)."""
+    from latentmas_ray.latent.cache import BatchKV
+
+    cfg = engine.model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    shape = (batch, cfg.num_key_value_heads, memory, head_dim)
+    layers = [(torch.randn(shape, dtype=engine.dtype, device=engine.device),
+               torch.randn(shape, dtype=engine.dtype, device=engine.device))
+              if memory else (None, None) for _ in range(cfg.num_hidden_layers)]
+    mask = torch.ones(batch, memory, dtype=torch.long, device=engine.device)
+    pos = torch.full((batch,), memory, dtype=torch.long, device=engine.device)
+    return BatchKV.from_state({"layers": layers, "mask": mask, "next_pos": pos, "segments": []}), layers
+
+
+def ours(engine, batch, memory, kind, steps, repeats) -> float:
+    """Seconds per step of our engine: what generate / latent_steps do per position."""
+    from latentmas_ray.engines.hf import SamplingParams
+
+    sp, realign = SamplingParams(0.0), engine.realigner(True)
+    best = float("inf")
+    for _ in range(repeats):
+        kv, _ = random_memory(engine, batch, memory)
+        kv.reserve(memory + steps + 1)
+        one = torch.ones(batch, 1, dtype=torch.long, device=engine.device)
+        tok = torch.zeros(batch, dtype=torch.long, device=engine.device)
+        h = engine.forward(kv, one, input_ids=tok[:, None])[:, -1]           # warm-up step
+        engine.sync()
+        t = time.perf_counter()
+        for _ in range(steps):
+            if kind == "decode":
+                tok = engine.pick(engine.logits(h), sp, [None] * batch)
+                torch.isin(tok, tok[:1]).tolist()                          # the step's stop check
+                h = engine.forward(kv, one, input_ids=tok[:, None])[:, -1]
+            else:
+                h = engine.forward(kv, one, inputs_embeds=realign(h)[:, None])[:, -1]
+        engine.sync()
+        best = min(best, (time.perf_counter() - t) / steps)
+    return best
+
+
+def theirs(engine, batch, memory, kind, steps, repeats) -> float:
+    """Seconds per step of transformers' path on the same memory: generate() (decode) or the
+    reference's latent loop (model(...) with a DynamicCache and output_hidden_states)."""
+    from transformers import DynamicCache
+
+    model, dev = engine.model, engine.device
+    realign = engine.realigner(True)
+    prompt = torch.full((batch, memory + 1), 1, dtype=torch.long, device=dev)
+    best = float("inf")
+    for _ in range(repeats):
+        _, layers = random_memory(engine, batch, memory)
+
+        def run(n):
+            cache = DynamicCache(ddp_cache_data=layers) if memory else DynamicCache()
+            engine.sync()
+            t = time.perf_counter()
+            if kind == "decode":
+                model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt),
+                               past_key_values=cache, max_new_tokens=n, min_new_tokens=n,
+                               do_sample=False, pad_token_id=engine.pad_token_id)
+            else:
+                out = model(input_ids=prompt[:, -1:], past_key_values=cache, use_cache=True,
+                            output_hidden_states=True)
+                for _ in range(n - 1):
+                    h = out.hidden_states[-1][:, -1]
+                    out = model(inputs_embeds=realign(h)[:, None], past_key_values=cache,
+                                use_cache=True, output_hidden_states=True,
+                                attention_mask=torch.ones(batch, cache.get_seq_length() + 1,
+                                                          dtype=torch.long, device=dev))
+            engine.sync()
+            return time.perf_counter() - t
+        with torch.no_grad(), stock_attention(engine):
+            best = min(best, (run(steps + 1) - run(1)) / steps)
+    return best
+
+
+class stock_attention:
+    """transformers' own attention for the reference rows (our engine switched the model to
+    the grouped-head function, which generate() would otherwise use too)."""
+
+    def __init__(self, engine):
+        self.model, self.mine = engine.model, engine.model.config._attn_implementation
+
+    def __enter__(self):
+        self.model.set_attn_implementation("sdpa")
+
+    def __exit__(self, *exc):
+        self.model.set_attn_implementation(self.mine)
+
+
+def step_table(engine, ref, args, bw, peak) -> None:
+    print(f"\n| step | memory | batch | path | ms/step | MB read | GFLOP | of {bw / 1e9:.0f} GB/s "
+          f"| of {peak / 1e9:.0f} GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in ("decode", "latent"):
+        for memory in args.memories:
+            for batch in args.batches:
+                nbytes, flops = step_cost(engine, batch, memory + args.steps // 2, kind)
+                paths = [("ours", ours)] + ([] if args.skip_hf else
+                                            [("generate()" if kind == "decode" else "HF loop", theirs)])
+                for name, fn in paths:
+                    s = fn(engine if fn is ours else ref, batch, memory, kind, args.steps, args.repeats)
+                    print(f"| {kind} | {memory} | {batch} | {name} | {s * 1e3:.1f} | "
+                          f"{nbytes / 1e6:.0f} | {flops / 1e9:.2f} | {nbytes / s / bw:.1%} | "
+                          f"{flops / s / peak:.1%} |", flush=True)
+
+
+# ------------------------------------------------------------------------ end to end
+def end_to_end(engine, ref, path, args) -> None:
+    from latentmas_ray.config import MethodConfig
+    from latentmas_ray.methods import get_method
+    from latentmas_ray.tasks.registry import TASKS, load_task
+
+    samples = load_task("gsm8k", str(DATASETS / TASKS["gsm8k"].local_file),
+                        max_samples=args.e2e_samples).samples
+    n = args.e2e_tokens
+    base_cfg = MethodConfig(method="baseline", max_new_tokens=n, temperature=0.0)
+    lat_cfg = MethodConfig(method="latent_mas", latent_steps=20, max_new_tokens=n, temperature=0.0)
+
+    def per_token(results, role_index=-1):
+        secs = sum(r.agents[role_index].seconds for r in results)
+        return secs / sum(r.agents[role_index].generated_tokens for r in results)
+
+    base_run = get_method("baseline")(engine, samples, base_cfg, run_seed=0)   # warm-up
+    ids, mask = engine.pad_left([r.agents[0].input_ids for r in base_run])
+    ours_s = theirs_s = base_tok = lat_tok = float("inf")
+    for _ in range(args.repeats):
+        engine.sync()
+        t = time.perf_counter()
+        base_run = get_method("baseline")(engine, samples, base_cfg, run_seed=0)
+        ours_s = min(ours_s, time.perf_counter() - t)
+        base_tok = min(base_tok, per_token(base_run))
+        with torch.no_grad(), stock_attention(ref):
+            t = time.perf_counter()
+            hf = ref.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n,
+                                       do_sample=False, pad_token_id=engine.pad_token_id,
+                                       eos_token_id=sorted(engine.stop_token_ids))
+            engine.sync()
+            theirs_s = min(theirs_s, time.perf_counter() - t)
+        lat_tok = min(lat_tok, per_token(get_method("latent_mas")(engine, samples, lat_cfg, run_seed=0)))
+    def cut(row):       # generate() pads finished rows: keep up to the first stop token
+        stops = [i for i, t in enumerate(row) if t in engine.stop_token_ids]
+        return row[:stops[0] + 1] if stops else row
+    same = sum(r.agents[0].output_ids == cut(row[ids.shape[1]:].tolist())
+               for r, row in zip(base_run, hf))
+    print(f"\nend to end: {len(samples)} GSM8K questions in one batch, {n} new tokens, greedy, "
+          f"min of {args.repeats}")
+    print(f"| measure | ours | reference | ratio | goal |\n|---|---|---|---|---|")
+    print(f"| baseline decode vs transformers generate() (s) | {ours_s:.2f} | {theirs_s:.2f} | "
+          f"{ours_s / theirs_s:.2f} | <= 0.67 |")
+    print(f"| LatentMAS judger (m=20) vs baseline, s per generated token | {lat_tok * 1e3:.1f} ms | "
+          f"{base_tok * 1e3:.1f} ms | {lat_tok / base_tok:.2f} | <= 1.2 |")
+    print(f"(baseline tokens identical to generate() for {same}/{len(samples)} questions)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None, help="model folder (default: the embedded SmolLM2)")
+    ap.add_argument("--random", choices=sorted(RANDOM_SHAPES), default=None,
+                    help="a random-weight model of these shapes instead (GPU)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--memories", type=int, nargs="+", default=[0, 500, 2000])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 10])
+    ap.add_argument("--steps", type=int, default=16, help="timed steps per measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="min over this many measurements")
+    ap.add_argument("--skip_hf", action="store_true", help="no transformers rows")
+    ap.add_argument("--skip_e2e", action="store_true")
+    ap.add_argument("--skip_steps", action="store_true", help="only the end-to-end table")
+    ap.add_argument("--packed_linear", action="store_true",
+                    help="our engine with oneDNN packed matmuls (CPU; not bit-identical)")
+    ap.add_argument("--e2e_samples", type=int, default=10)
+    ap.add_argument("--e2e_tokens", type=int, default=128)
+    args = ap.parse_args()
+
+    from latentmas_ray.engines.hf import resolve_device
+
+    device = resolve_device(args.device)
+    print(f"hardware: {hardware()}")
+    engine, path = load_engine(args, device, args.packed_linear)
+    ref = load_engine(args, device)[0] if args.packed_linear else engine   # transformers' rows
+    bw, peak = machine(device, engine.dtype)
+    print(f"model: {args.random or path} {str(engine.dtype).replace('torch.', '')} on {device}, "
+          f"attention {engine.model.config._attn_implementation}, packed_linear "
+          f"{args.packed_linear}; machine: copy {bw / 1e9:.1f} GB/s "
+          f"(read + write), matmul {peak / 1e9:.0f} GFLOP/s")
+    if not args.skip_steps:
+        step_table(engine, ref, args, bw, peak)
+    if not args.skip_e2e and args.random is None:
+        end_to_end(engine, ref, path, args)
+
+
+if __name__ == "__main__":
+    main()
