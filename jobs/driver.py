@@ -260,14 +260,16 @@ class Driver:
         self.store.append(rows)
         self.correct += sum(1 for r in rows if r["correct"])
         self.written += len(rows)
-        self.advance(len(rows))
+        self.advance(len({r["id"] for r in rows}))       # samples, not their K completion rows
 
     def give_up(self, samples) -> None:
         """Samples the scheduler will not retry become error rows (recorded, not lost)."""
-        from latentmas_ray.evaluate import error_row
+        from latentmas_ray.evaluate import error_rows
 
         if samples:
-            rows = [error_row(s, self.method, self.sched.error_of(s.id) or "failed") for s in samples]
+            k = self.cfg.method.num_return_sequences
+            rows = [r for s in samples
+                    for r in error_rows(s, self.method, self.sched.error_of(s.id) or "failed", k)]
             self.console.print(f"[yellow]gave up on[/] {len(rows)} sample(s) "
                                f"({', '.join(s.id for s in samples[:5])}): {rows[0]['error']}",
                                highlight=False)

@@ -94,6 +94,11 @@ class MethodConfig:
     # Which part of the working memory each agent passes on (the reference always passes all).
     memory: Literal["full", "last_agent", "latent_only"] = field(default="full", metadata=flag(
         "what each agent passes on (default full, as the reference)"))
+    # K sampled completions per question (transformers' name). LatentMAS runs its latent agents
+    # once per question and forks the judger's memory K ways; TextMAS runs K whole chains.
+    num_return_sequences: int = field(default=1, metadata=flag(
+        "K completions per question (default 1), one store row each, each from its own seeded "
+        "stream; scored as pass@k and maj@k. Needs --temperature > 0 when K > 1"))
 
     def __post_init__(self):
         _check(self.method in METHODS,
@@ -107,6 +112,13 @@ class MethodConfig:
         _check(self.top_k is None or self.top_k >= 1, f"--top_k must be >= 1, got {self.top_k}")
         _check(self.memory in MEMORY_MODES,
                f"unknown memory mode {self.memory!r}; use full, last_agent or latent_only")
+        _check(self.num_return_sequences >= 1,
+               f"--num_return_sequences must be >= 1, got {self.num_return_sequences}")
+        # Refused, not warned: K greedy completions are K copies of one answer (pass@k = pass@1,
+        # maj@k = accuracy) at K times the decode cost, so a run asking for it is a mistake.
+        _check(self.num_return_sequences == 1 or self.temperature > 0,
+               f"--num_return_sequences {self.num_return_sequences} with --temperature 0 would "
+               "decode identical greedy completions; set --temperature > 0 (e.g. 0.6) or K=1")
 
     @property
     def greedy(self) -> bool:
@@ -200,6 +212,11 @@ class ExecutionConfig:
     hop_payload: Literal["kv", "embeds", "auto"] = field(default="kv", metadata=flag(
         "disaggregated: what moves between role actors: the KV cache (default), input "
         "embeddings to re-prefill (--memory full only) or auto (a measured cost model)"))
+    # Diagnostics only (results are the same with or without), hence here and not in the run's
+    # identity: a side file per part that `latentmas-ray inspect` reads.
+    save_latents: bool = field(default=False, metadata=flag(
+        "LatentMAS: also save every latent step's hidden state and fed vector, a side file per "
+        "part (parts/latents-*.pt) for `latentmas-ray inspect RUN_DIR`"))
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def __post_init__(self):

@@ -48,8 +48,10 @@ class Evaluator:
         return cls(cfg, model_path, prompts, engine)
 
     def generate(self, samples: Sequence[Sample]):
+        """B samples -> B x K SampleResults (K = --num_return_sequences), sample-major."""
+        extra = {"save_latents": True} if self.cfg.execution.save_latents else {}
         return self.method(self.engine, list(samples), self.cfg.method, self.cfg.seed,
-                           prompts=self.prompts)
+                           prompts=self.prompts, **extra)
 
     def run(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:
         return score_rows(samples, self.generate(samples), self.cfg.scoring, self.cfg.method.method)
@@ -58,16 +60,21 @@ class Evaluator:
 def score_rows(samples: Sequence[Sample], results: Sequence, mode: str, method: str,
                workers: int | None = None) -> list[dict[str, Any]]:
     """Score generated results and build store rows (a replica for cheap scorers; a CPU worker
-    for code tasks)."""
+    for code tasks). results: K per sample (K >= 1), sample-major, sample_index 0..K-1."""
     samples, results = list(samples), list(results)
-    assert [s.id for s in samples] == [r.id for r in results], "results out of order"
-    scores = score_samples(samples, [r.prediction for r in results], mode, workers=workers)
-    return [result_row(s, r, sc, method) for s, r, sc in zip(samples, results, scores)]
+    assert samples and len(results) % len(samples) == 0, (len(samples), len(results))
+    k = len(results) // len(samples)
+    per_row = [s for s in samples for _ in range(k)]                  # each sample K times
+    assert ([(s.id, i % k) for i, s in enumerate(per_row)]
+            == [(r.id, getattr(r, "sample_index", 0)) for r in results]), "results out of order"
+    scores = score_samples(per_row, [r.prediction for r in results], mode, workers=workers)
+    return [result_row(s, r, sc, method) for s, r, sc in zip(per_row, results, scores)]
 
 
 def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
-    return {
-        "id": sample.id, "task": sample.task, "method": method,
+    row = {
+        "id": sample.id, "sample_index": getattr(result, "sample_index", 0),
+        "task": sample.task, "method": method,
         "prediction": result.prediction,
         "gold": sample.gold if sample.kind != "code" else None,
         "correct": bool(score.correct), "extracted": score.extracted, "error": score.error,
@@ -81,14 +88,22 @@ def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
         } for a in result.agents],
         "hops": [dataclasses.asdict(h) for h in result.hops],
     }
+    if getattr(result, "latents", None):   # --save_latents: RunStore.append moves it to a side file
+        row["latents"] = result.latents
+    return row
 
 
-def error_row(sample: Sample, method: str, error: str) -> dict[str, Any]:
+def error_row(sample: Sample, method: str, error: str, sample_index: int = 0) -> dict[str, Any]:
     """The store row of a sample that could not be evaluated (a recorded error, not a crash)."""
     return {
-        "id": sample.id, "task": sample.task, "method": method, "prediction": "",
+        "id": sample.id, "sample_index": sample_index, "task": sample.task, "method": method, "prediction": "",
         "gold": sample.gold if sample.kind != "code" else None, "correct": False,
         "extracted": None, "error": f"not evaluated: {error}"[:2000],
         "prompt_tokens": 0, "generated_tokens": 0, "latent_steps": 0, "seconds": 0.0,
         "agents": [], "hops": [],
     }
+
+
+def error_rows(sample: Sample, method: str, error: str, k: int = 1) -> list[dict[str, Any]]:
+    """One error row per completion (K of them), so a resumed run counts the sample as done."""
+    return [error_row(sample, method, error, j) for j in range(k)]

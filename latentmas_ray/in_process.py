@@ -34,5 +34,5 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
             store.append(rows)
             correct += sum(1 for r in rows if r["correct"])
             written += len(rows)
-            advance(len(rows))
+            advance(len({r["id"] for r in rows}))      # samples, not their K completion rows
     return time.perf_counter() - start

@@ -2,11 +2,13 @@
 
     DIR/config.json         the RunConfig (+ resolved model and data source): enough to rerun
     DIR/parts/*.parquet     one file per finished batch, written atomically the moment it ends
-    DIR/samples.parquet     all finished samples, one row each (rebuilt from parts)
-    DIR/summary.json        accuracy, counts, mean tokens, wall time
+    DIR/parts/latents-*.pt  --save_latents: the latent steps of that part's samples (inspect)
+    DIR/samples.parquet     all finished samples, one row per (id, sample_index) (from parts)
+    DIR/summary.json        accuracy, counts, mean tokens, wall time (+ pass@k, maj@k when K > 1)
 
-A rerun of the same command opens the same folder and skips every id already in a part, so a
-finished sample is never recomputed and never written twice.
+A rerun of the same command opens the same folder and skips every sample whose K completions
+(--num_return_sequences; row key (id, sample_index)) are all in parts, so a finished sample is
+never recomputed; a completion written twice is read once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_open, atomic_write_text
 from .errors import ConfigError, DataError
+from .passk import completion_scores
 
 AGENT_TYPE = pa.struct([
     ("role", pa.string()), ("name", pa.string()),
@@ -36,6 +39,7 @@ HOP_TYPE = pa.struct([
 ])
 SCHEMA = pa.schema([
     ("id", pa.string()), ("task", pa.string()), ("method", pa.string()),
+    ("sample_index", pa.int32()),           # completion 0..K-1 of the sample (0 before K existed)
     ("prediction", pa.string()), ("gold", pa.string()), ("correct", pa.bool_()),
     ("extracted", pa.string()), ("error", pa.string()),
     ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
@@ -54,7 +58,10 @@ def _conform(table: pa.Table) -> pa.Table:
     (null), so a run started before a column existed still resumes and reports."""
     for name in SCHEMA.names:
         if name not in table.column_names:
-            table = table.append_column(SCHEMA.field(name), pa.nulls(len(table), SCHEMA.field(name).type))
+            # a part from before K completions holds completion 0 of each sample
+            fill = (pa.array([0] * len(table), pa.int32()) if name == "sample_index"
+                    else pa.nulls(len(table), SCHEMA.field(name).type))
+            table = table.append_column(SCHEMA.field(name), fill)
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
@@ -62,7 +69,8 @@ def _conform(table: pa.Table) -> pa.Table:
 # that value they are left out of the comparison (and the run id), so an older run folder,
 # whose config.json lacks them, still resumes.
 # A dotted name is a field of a section ("model.packed_linear").
-LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False}
+LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False,
+                "method.num_return_sequences": 1}
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +137,14 @@ class RunStore:
         """Write one finished batch as its own part file (atomically)."""
         if not rows:
             return
+        latents = {(r["id"], r.get("sample_index", 0)): r.pop("latents")
+                   for r in rows if r.get("latents")}
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        with atomic_open(self.parts / name, "wb") as f:
+        stem = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        if latents:             # the side file first: a part never points at a missing one
+            self._write_latents(self.parts / f"latents-{stem}.pt",
+                                {sid: v for (sid, _), v in latents.items()})
+        with atomic_open(self.parts / f"part-{stem}.parquet", "wb") as f:
             pq.write_table(table, f)
 
     def read(self) -> pa.Table:
@@ -141,14 +154,45 @@ class RunStore:
             merged = self.dir / "samples.parquet"
             return _conform(pq.read_table(merged)) if merged.exists() else SCHEMA.empty_table()
         table = pa.concat_tables([_conform(pq.read_table(f)) for f in files])
-        ids = table.column("id").to_pylist()
-        last = {sid: i for i, sid in enumerate(ids)}
-        if len(last) != len(ids):
+        keys = list(zip(table.column("id").to_pylist(), table.column("sample_index").to_pylist()))
+        last = {key: i for i, key in enumerate(keys)}
+        if len(last) != len(keys):
             table = table.take(sorted(last.values()))
         return table
 
+    def completions(self) -> int:
+        """K, the run's completions per sample (1 without a config or before K existed)."""
+        if not self.config_path.exists():
+            return 1
+        return int(self.config()["run"].get("method", {}).get("num_return_sequences", 1))
+
+    @staticmethod
+    def _write_latents(path: Path, latents: dict[str, Any]) -> None:
+        """{sample id: {role: {"hidden": [m, D], "fed": [m, D]}}} as one torch file."""
+        import torch
+
+        with atomic_open(path, "wb") as f:
+            torch.save(latents, f)
+
+    def latents(self) -> dict[str, Any]:
+        """Every saved sample's latent steps (--save_latents): {id: {role: {"hidden", "fed"}}}."""
+        import torch
+
+        out: dict[str, Any] = {}
+        for f in sorted(self.parts.glob("latents-*.pt")) if self.parts.is_dir() else []:
+            out.update(torch.load(f, map_location="cpu", weights_only=True))
+        return out
+
     def done_ids(self) -> set[str]:
-        return set(self.read().column("id").to_pylist())
+        """Samples whose K completions are all stored (a sample with some missing reruns; its
+        completions are seeded one by one, so the rerun rewrites the same ones)."""
+        table, k = self.read(), self.completions()
+        if k == 1:
+            return set(table.column("id").to_pylist())
+        have: dict[str, set[int]] = {}
+        for sid, j in zip(table.column("id").to_pylist(), table.column("sample_index").to_pylist()):
+            have.setdefault(sid, set()).add(j)
+        return {sid for sid, js in have.items() if js.issuperset(range(k))}
 
     def consolidate(self, order: Iterable[str] | None = None) -> pa.Table:
         """Rewrite samples.parquet from the parts, in `order` (the task's sample order)."""
@@ -156,7 +200,9 @@ class RunStore:
         if order is not None:
             pos = {sid: i for i, sid in enumerate(order)}
             ids = table.column("id").to_pylist()
-            table = table.take(sorted(range(len(ids)), key=lambda i: pos.get(ids[i], len(pos) + i)))
+            js = table.column("sample_index").to_pylist()
+            table = table.take(sorted(range(len(ids)),
+                                      key=lambda i: (pos.get(ids[i], len(pos) + i), js[i])))
         with atomic_open(self.dir / "samples.parquet", "wb") as f:
             pq.write_table(table, f)
         return table
@@ -190,6 +236,7 @@ def summarize(table: pa.Table, wall_seconds: float | None = None) -> dict[str, A
         "mean_generated_tokens_by_agent": {k: sum(v) / len(v) for k, v in by_role.items()},
         "wall_seconds_this_session": wall_seconds,
     }
+    out.update(completion_scores(rows))       # K > 1: pass@k, maj@k (latentmas_ray/passk.py)
     if hops:   # per hop: mean bytes and milliseconds per sample
         out["hops"] = {k: {"mean_bytes": sum(b for b, _ in v) / len(v),
                            "mean_ms": sum(t for _, t in v) / len(v), "samples": len(v)}

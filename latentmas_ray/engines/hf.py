@@ -221,23 +221,33 @@ class HFEngine(TextSide):
 
     @torch.no_grad()
     def generate(self, kv: BatchKV, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
-                 sp: SamplingParams, generators: list[torch.Generator | None] | None = None
-                 ) -> list[list[int]]:
+                 sp: SamplingParams, generators: list[torch.Generator | None] | None = None,
+                 num_return_sequences: int = 1) -> list[list[int]]:
         """Prefill the LEFT-padded prompt `ids` [B, L] after `kv`, then decode.
 
-        Returns each row's new token ids. A row ends at its first stop token, which IS
+        num_return_sequences K: the prompt is prefilled ONCE per row; then the memory and the
+        last hidden state are forked into K rows per prompt (row-major: prompt 0's K, then
+        prompt 1's, ...) and decoded as a batch of B x K, `generators` giving one stream per
+        completion (B x K of them). K = 1 is the plain path, untouched.
+
+        Returns each row's new token ids (B x K lists). A row ends at its first stop token, which IS
         included (and counted), like HF generate's `sequences`; or after max_new_tokens.
         A finished row draws no more random numbers and never influences the others; it is
         dropped from the batch (and from `kv`, which this call consumes) once at least half
         of the batch is finished, so the compaction copy is paid rarely.
         """
-        assert max_new_tokens >= 1
-        b = ids.shape[0]
+        assert max_new_tokens >= 1 and num_return_sequences >= 1
+        k = num_return_sequences
+        b = ids.shape[0] * k
         generators = list(generators) if generators is not None else [None] * b
-        assert len(generators) == b
+        assert len(generators) == b, (len(generators), b)
         stops = torch.tensor(sorted(self.stop_token_ids), device=self.device)    # [S]
         kv.reserve(kv.length + ids.shape[1] + max_new_tokens)   # the whole decode writes in place
         h = self.forward(kv, mask, input_ids=ids)[:, -1, :]                        # [B, D]
+        if k > 1:                                        # fork: K decodes of one prefill
+            fork = torch.arange(ids.shape[0], device=self.device).repeat_interleave(k)  # [B*K]
+            kv.fork_rows(fork)
+            h = h.index_select(0, fork)                                            # [B*K, D]
         rows = torch.arange(b, device=self.device)       # original row of each batch row
         out = torch.full((b, max_new_tokens), self.pad_token_id, dtype=torch.long,
                          device=self.device)                                       # [B, N]

@@ -22,6 +22,11 @@ k-th vLLM call of a sample is seeded with the k-th draw, independent of batch co
 replica. Sampled tokens therefore differ from the HF engine's (different random streams and
 kernels); greedy tokens are expected to agree (tests/test_vllm.py measures it).
 
+K completions (`num_return_sequences` / `n`): one request per prompt with `SamplingParams.n =
+K`, so vLLM prefills the prompt once and decodes K children; vLLM seeds child j with the
+request's seed + j, so every completion has its own stream and child 0 is what a K=1 call
+gives. Results come back prompt-major (prompt 0's K, then prompt 1's, ...), as on the HF engine.
+
 vLLM is optional: without it `require_vllm()` raises a ConfigError that says what to install.
 vLLM starts its EngineCore in a spawned process, so a script using this engine needs the
 `if __name__ == "__main__":` guard.
@@ -216,23 +221,25 @@ class VLLMEngine(TextSide):
         return EmptyMemory(batch)
 
     def generate(self, kv, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
-                 sp: SamplingParams, generators: list[torch.Generator | None] | None = None
-                 ) -> list[list[int]]:
+                 sp: SamplingParams, generators: list[torch.Generator | None] | None = None,
+                 num_return_sequences: int = 1) -> list[list[int]]:
         """The HF engine's contract: LEFT-padded ids [B, L] + mask -> each row's new token ids
-        (stop token included). `kv` must be empty (an EmptyMemory or an empty BatchKV)."""
+        (stop token included; B x K lists). `kv` must be empty (an EmptyMemory or an empty
+        BatchKV). generators: B x K (one per completion); a request's vLLM seed is drawn from
+        its completion-0 generator (vLLM seeds the other children from it)."""
         assert getattr(kv, "length", 0) == 0, "vLLM cannot continue a foreign KV cache"
-        b = ids.shape[0]
-        generators = generators if generators is not None else [None] * b
-        assert len(generators) == b
+        b, k = ids.shape[0], num_return_sequences
+        generators = generators if generators is not None else [None] * (b * k)
+        assert len(generators) == b * k
         rows = [ids[i][mask[i].bool()].tolist() for i in range(b)]
-        return self.generate_ids(rows, max_new_tokens, sp, call_seeds(generators))
+        return self.generate_ids(rows, max_new_tokens, sp, call_seeds(generators[::k]), n=k)
 
     # ----- native entries ----------------------------------------------------------------
-    def vllm_params(self, sp: SamplingParams, max_new_tokens: int, seed: int | None):
+    def vllm_params(self, sp: SamplingParams, max_new_tokens: int, seed: int | None, n: int = 1):
         from vllm import SamplingParams as VSP
 
         kw: dict[str, Any] = dict(
-            max_tokens=max_new_tokens, stop_token_ids=sorted(self.stop_token_ids),
+            n=n, max_tokens=max_new_tokens, stop_token_ids=sorted(self.stop_token_ids),
             ignore_eos=True,   # stop on exactly our stop set (vLLM would add its own eos ids)
             detokenize=False, skip_special_tokens=True, seed=seed,
             allowed_token_ids=self._allowed,
@@ -252,35 +259,40 @@ class VLLMEngine(TextSide):
                 "would otherwise stop the generation early)")
 
     def _run(self, prompts: list, lengths: list[int], max_new_tokens: int, sp: SamplingParams,
-             seeds: Sequence[int | None]) -> list[list[int]]:
+             seeds: Sequence[int | None], n: int = 1) -> list[list[int]]:
         assert len(prompts) == len(seeds) and prompts
         self._check_length(lengths, max_new_tokens)
-        params = [self.vllm_params(sp, max_new_tokens, s) for s in seeds]
+        params = [self.vllm_params(sp, max_new_tokens, s, n) for s in seeds]
         t0 = time.perf_counter()
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         self.seconds += time.perf_counter() - t0
         self.calls += 1
         result = []
         for o in outs:
-            toks = list(o.outputs[0].token_ids)
-            assert 1 <= len(toks) <= max_new_tokens, (len(toks), max_new_tokens)
-            assert len(toks) == max_new_tokens or toks[-1] in self.stop_token_ids, \
-                f"vLLM stopped early on {toks[-1]} ({o.outputs[0].finish_reason})"
-            result.append(toks)
+            children = sorted(o.outputs, key=lambda c: c.index)
+            assert len(children) == n, (len(children), n)
+            for c in children:
+                toks = list(c.token_ids)
+                assert 1 <= len(toks) <= max_new_tokens, (len(toks), max_new_tokens)
+                assert len(toks) == max_new_tokens or toks[-1] in self.stop_token_ids, \
+                    f"vLLM stopped early on {toks[-1]} ({c.finish_reason})"
+                result.append(toks)
         return result
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, sp: SamplingParams,
-                     seeds: Sequence[int | None] | None = None) -> list[list[int]]:
-        """Token-id prompts (unpadded) -> new token ids per prompt, stop token included."""
+                     seeds: Sequence[int | None] | None = None, n: int = 1) -> list[list[int]]:
+        """Token-id prompts (unpadded) -> new token ids per prompt (n per prompt, prompt-major),
+        stop token included."""
         from vllm.inputs import TokensPrompt
 
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
         return self._run([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
-                         [len(p) for p in prompts], max_new_tokens, sp, seeds)
+                         [len(p) for p in prompts], max_new_tokens, sp, seeds, n)
 
     def generate_embeds(self, embeds: list[torch.Tensor], max_new_tokens: int, sp: SamplingParams,
-                        seeds: Sequence[int | None] | None = None) -> list[list[int]]:
-        """Input-embedding prompts ([N_i, D] each, positions 0..N_i-1) -> new token ids."""
+                        seeds: Sequence[int | None] | None = None, n: int = 1) -> list[list[int]]:
+        """Input-embedding prompts ([N_i, D] each, positions 0..N_i-1) -> new token ids (n per
+        prompt, prompt-major)."""
         from vllm.inputs import EmbedsPrompt
 
         seeds = list(seeds) if seeds is not None else [None] * len(embeds)
@@ -288,4 +300,4 @@ class VLLMEngine(TextSide):
         for e in embeds:
             assert e.ndim == 2 and e.shape[1] == self.hidden_size, (tuple(e.shape), self.hidden_size)
             prompts.append(EmbedsPrompt(prompt_embeds=e.detach().to("cpu", self.vllm_dtype)))
-        return self._run(prompts, [int(e.shape[0]) for e in embeds], max_new_tokens, sp, seeds)
+        return self._run(prompts, [int(e.shape[0]) for e in embeds], max_new_tokens, sp, seeds, n)

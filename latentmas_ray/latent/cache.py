@@ -219,6 +219,19 @@ class BatchKV:
         self.next_pos = self.next_pos.index_select(0, rows)                   # [B']
         return self
 
+    def fork_rows(self, rows: torch.Tensor) -> "BatchKV":
+        """Rows `rows` ([B'] long, repeats allowed) as the new batch, in place: row i becomes
+        a copy of old row rows[i]. `rows = arange(B).repeat_interleave(K)` forks every row's
+        memory K ways (K completions decoded from one prefill). Copies the filled columns."""
+        rows = rows.to(self.mask.device)
+        self._own_mask()
+        t = self.length
+        self.cache.fork_rows(rows)                                           # keys: [B', H, T, Dh]
+        self.mask_buf = self.mask_buf.index_select(0, rows)                   # [B', C]
+        self.mask = self.mask_buf[:, :t]                                      # [B', T]
+        self.next_pos = self.next_pos.index_select(0, rows)                   # [B']
+        return self
+
     # ----- devices and transport -------------------------------------------------------
     def to_state(self, device: torch.device | str | None = None) -> dict:
         """Plain tensors (optionally moved, e.g. to "cpu"), each holding only its own T

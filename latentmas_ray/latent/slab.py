@@ -124,6 +124,20 @@ class SlabLayer(CacheLayerMixin):
         self.v_buf[:, :, :t].copy_(kept_v)
         self._expose()
 
+    def fork_rows(self, indices: torch.Tensor) -> None:
+        """Rows `indices` ([B'] any order, repeats allowed: B' may exceed B) in new buffers of
+        the same capacity; only the filled columns are copied (K completions of one memory)."""
+        if not self.is_initialized:
+            return
+        t = self.length
+        b, h, cap, dk = self.k_buf.shape
+        k = self.k_buf.new_empty((indices.shape[0], h, cap, dk))             # [B', H, C, Dh]
+        v = self.v_buf.new_empty((indices.shape[0], h, cap, self.v_buf.shape[-1]))
+        k[:, :, :t].copy_(self.k_buf[:, :, :t].index_select(0, indices))
+        v[:, :, :t].copy_(self.v_buf[:, :, :t].index_select(0, indices))
+        self.k_buf, self.v_buf = k, v
+        self._expose()
+
     @classmethod
     def holding(cls, keys: torch.Tensor, values: torch.Tensor) -> "SlabLayer":
         """A layer whose buffers are exactly `keys`/`values` [B, H, T, Dh] (full: T == C)."""
@@ -180,3 +194,7 @@ class SlabCache(Cache):
     def keep_columns(self, start: int, end: int) -> None:
         for layer in self.layers:
             layer.keep_columns(start, end)
+
+    def fork_rows(self, indices: torch.Tensor) -> None:
+        for layer in self.layers:
+            layer.fork_rows(indices)

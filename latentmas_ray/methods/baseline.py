@@ -1,9 +1,11 @@
-"""Baseline: one chat per sample (role "single"), decoded with the max_new_tokens budget."""
+"""Baseline: one chat per sample (role "single"), decoded with the max_new_tokens budget.
+K completions: the prompt is prefilled once and decoded K ways (engine.generate's fork)."""
 
 from __future__ import annotations
 
 from ..prompts import agent_name, build_messages
-from .result import AgentTrace, SampleResult, Stopwatch, finish, generators_for, sampling_for
+from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
+                     sampling_for)
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
@@ -16,14 +18,18 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
         "baseline", method_cfg.prompt, "single", s.kind, s.question, "", prompts)))
         for s in samples]
     ids, mask = engine.pad_left(prompt_ids)                               # [B, L]
+    k = completions(method_cfg)
     outs = engine.generate(engine.new_memory(b), ids, mask, method_cfg.max_new_tokens,
                            sampling_for(engine, method_cfg),
-                           generators_for(engine, samples, method_cfg, run_seed))
-    per_sample = clock.lap() / b
+                           generators_for(engine, samples, method_cfg, run_seed),
+                           **({"num_return_sequences": k} if k > 1 else {}))      # B*K rows
+    per_sample = clock.lap() / (b * k)
     results = []
-    for s, p, o in zip(samples, prompt_ids, outs):
+    for row, o in enumerate(outs):
+        s, j = samples[row // k], row % k
+        p = prompt_ids[row // k]
         text = engine.decode(o).strip()
         trace = AgentTrace("single", agent_name(method_cfg.prompt, "single"), p, o, len(p), len(o),
                            0, per_sample, text)
-        results.append(finish(s.id, text, [trace], per_sample))
+        results.append(finish(s.id, text, [trace], per_sample, j))
     return results

@@ -29,6 +29,7 @@ actors/vllm_actor.py runs phase 1 and phase 2 in two actors, pipelined.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,8 @@ from ..prompts import agent_name
 from .latent_inputs import LatentRecorder, agent_input_embeds, prompt_embeds
 from .latent_mas import (LATENT_ROLES, judger_step, judger_uses_memory, latent_agent_step,
                          role_prompt_ids)
-from .result import AgentTrace, Hop, SampleResult, finish, generators_for, sampling_for
+from .result import (AgentTrace, Hop, SampleResult, completions, finish, generators_for,
+                     sampling_for)
 
 
 @dataclass
@@ -125,24 +127,30 @@ def judge_phase(vllm, batch: LatentBatch, method_cfg, run_seed: int,
                 transfer_ms: float = 0.0) -> list[SampleResult]:
     """Decode every sample's judger on vLLM from its input embeddings. transfer_ms: what
     moving `batch` between the actors cost (0 in one process), recorded on each sample's Hop."""
-    b, topo = len(batch.samples), method_cfg.prompt
+    b, topo, k = len(batch.samples), method_cfg.prompt, completions(method_cfg)
     t0 = time.perf_counter()
+    # K completions: one request per sample with SamplingParams.n = K (one prefill, K decodes)
     outs = vllm.generate_embeds(batch.embeds, method_cfg.max_new_tokens,
                                 sampling_for(vllm, method_cfg),
-                                _seeds(vllm, batch.samples, method_cfg, run_seed))
+                                _seeds(vllm, batch.samples, method_cfg, run_seed),
+                                **({"n": k} if k > 1 else {}))                     # B*K rows
     vllm_seconds = time.perf_counter() - t0
     # The judger's share: building its input (phase 1) + decoding (phase 2), split evenly.
-    judger_seconds = (batch.embed_seconds + vllm_seconds) / b
+    judger_seconds = (batch.embed_seconds + vllm_seconds) / (b * k)
     results = []
-    for i, s in enumerate(batch.samples):
-        text = vllm.decode(outs[i]).strip()
-        agents = list(batch.traces[i]) + [AgentTrace(
-            "judger", agent_name(topo, "judger"), batch.judger_ids[i], outs[i],
-            len(batch.judger_ids[i]), len(outs[i]), 0, judger_seconds, text)]
-        result = finish(s.id, text, agents, sum(a.seconds for a in agents))
+    for row, out in enumerate(outs):
+        i, j = row // k, row % k
+        s = batch.samples[i]
+        text = vllm.decode(out).strip()
+        shared = [dataclasses.replace(a, seconds=a.seconds / k) for a in batch.traces[i]]
+        agents = shared + [AgentTrace(
+            "judger", agent_name(topo, "judger"), batch.judger_ids[i], out,
+            len(batch.judger_ids[i]), len(out), 0, judger_seconds, text)]
+        result = finish(s.id, text, agents, sum(a.seconds for a in agents), j)
         nbytes = int(batch.embeds[i].numel() * batch.embeds[i].element_size())
-        result.hops.append(Hop("hf", "vllm", "embeds", nbytes, transfer_ms / b))
-        if stats is not None:
+        # shipped once per sample: each of its K rows carries a K-th of the bytes and time
+        result.hops.append(Hop("hf", "vllm", "embeds", nbytes // k, transfer_ms / (b * k)))
+        if stats is not None and j == 0:
             stats[s.id] = HybridStats(nbytes, int(batch.embeds[i].shape[0]), batch.hf_seconds / b,
                                       vllm_seconds / b, {"memory_used": batch.memory_used})
         results.append(result)
@@ -150,7 +158,8 @@ def judge_phase(vllm, batch: LatentBatch, method_cfg, run_seed: int,
 
 
 def _seeds(vllm, samples, method_cfg, run_seed: int) -> list[int | None]:
-    return call_seeds(generators_for(vllm, samples, method_cfg, run_seed))
+    """One vLLM seed per sample, from its completion-0 stream (vLLM seeds child j with +j)."""
+    return call_seeds(generators_for(vllm, samples, method_cfg, run_seed, k=1))
 
 
 def run_batch(engine: HybridEngine, samples, method_cfg, run_seed: int,

@@ -12,16 +12,33 @@ import torch
 
 class LatentRecorder:
     """A Realigner stand-in that remembers every vector it returns (an agent's latent inputs).
-    Pass it to `latent_mas.latent_agent_step` in place of the realigner."""
+    Pass it to `latent_mas.latent_agent_step` in place of the realigner.
+    keep_hidden: also remember the hidden state each vector was made from (--save_latents)."""
 
-    def __init__(self, realign):
+    def __init__(self, realign, keep_hidden: bool = False):
         self.realign = realign
         self.outputs: list[torch.Tensor] = []   # one [B, D] per latent step, model dtype
+        self.hidden: list[torch.Tensor] | None = [] if keep_hidden else None   # [B, D] each
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         e = self.realign(h)                      # [B, D], model dtype
         self.outputs.append(e)
+        if self.hidden is not None:
+            self.hidden.append(h)
         return e
+
+    def take(self) -> list[dict[str, torch.Tensor]]:
+        """Per sample, the agent just recorded: {"hidden": [m, D], "fed": [m, D]} (fp32, CPU;
+        an empty list when it ran no latent step). Clears the recorder."""
+        assert self.hidden is not None, "LatentRecorder(keep_hidden=True) records hidden states"
+        if not self.outputs:
+            self.hidden.clear()
+            return []
+        fed = torch.stack(self.outputs, dim=1).float().cpu()          # [B, m, D]
+        hid = torch.stack(self.hidden, dim=1).float().cpu()           # [B, m, D]
+        self.outputs.clear()
+        self.hidden.clear()
+        return [{"hidden": hid[i].clone(), "fed": fed[i].clone()} for i in range(fed.shape[0])]
 
 
 def agent_input_embeds(engine, steps, recorder: LatentRecorder) -> list[torch.Tensor]:

@@ -13,13 +13,23 @@ the reference, so timings compare). Batching is exact: see latent/cache.py.
 The two steps, `latent_agent_step` and `judger_step`, are also what the hybrid (HF agents +
 vLLM judger) and the disaggregated placement (one actor per role) run, so every placement
 computes exactly this.
+
+K completions (method_cfg.num_return_sequences): the latent agents run ONCE per question (they
+draw no random numbers: the same prompt gives the same memory), the judger's prompt is
+prefilled once after that memory, and only then is each row forked K ways for decoding
+(HFEngine.generate), so K answers cost one latent rollout + one prefill + K decodes. Each
+completion row carries the shared agents' traces with their seconds split over its K rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..latent.rollout import run_latent_agent
 from ..prompts import AGENT_ROLES, agent_name, build_messages
-from .result import AgentTrace, SampleResult, Stopwatch, finish, generators_for, sampling_for
+from .latent_inputs import LatentRecorder
+from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
+                     sampling_for)
 
 LATENT_ROLES = AGENT_ROLES[:-1]     # planner, critic, refiner (sequential order)
 
@@ -54,8 +64,9 @@ def latent_agent_step(engine, kv, samples, role: str, method_cfg, realign,
 def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[list[AgentTrace]],
                 prompts: dict[str, str] | None = None) -> list[SampleResult]:
     """The judger reads `kv` (the latent agents' memory) and decodes; `traces` are the earlier
-    agents' traces per sample. Consumes kv."""
-    b = len(samples)
+    agents' traces per sample. Consumes kv. Returns B x K results, sample-major (K =
+    method_cfg.num_return_sequences: one prefill per sample, the memory forked K ways)."""
+    b, k = len(samples), completions(method_cfg)
     clock = Stopwatch(engine)
     if not judger_uses_memory(method_cfg):
         kv = engine.new_memory(b)
@@ -63,27 +74,45 @@ def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[lis
     ids, mask = engine.pad_left(prompt_ids)                               # [B, L]
     outs = engine.generate(kv, ids, mask, method_cfg.max_new_tokens,
                            sampling_for(engine, method_cfg),
-                           generators_for(engine, samples, method_cfg, run_seed))
-    per_sample = clock.lap() / b
+                           generators_for(engine, samples, method_cfg, run_seed),
+                           **({"num_return_sequences": k} if k > 1 else {}))   # B*K rows
+    per_row = clock.lap() / (b * k)
     results = []
-    for i, s in enumerate(samples):
-        text = engine.decode(outs[i]).strip()
-        agents = list(traces[i]) + [AgentTrace(
-            "judger", agent_name(method_cfg.prompt, "judger"), prompt_ids[i], outs[i],
-            len(prompt_ids[i]), len(outs[i]), 0, per_sample, text)]
-        results.append(finish(s.id, text, agents, sum(a.seconds for a in agents)))
+    for row, out in enumerate(outs):
+        i, j = row // k, row % k
+        text = engine.decode(out).strip()
+        shared = traces[i] if k == 1 else [dataclasses.replace(a, seconds=a.seconds / k)
+                                           for a in traces[i]]
+        agents = list(shared) + [AgentTrace(
+            "judger", agent_name(method_cfg.prompt, "judger"), prompt_ids[i], out,
+            len(prompt_ids[i]), len(out), 0, per_row, text)]
+        results.append(finish(samples[i].id, text, agents, sum(a.seconds for a in agents), j))
     return results
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
-              prompts: dict[str, str] | None = None) -> list[SampleResult]:
-    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts."""
+              prompts: dict[str, str] | None = None,
+              save_latents: bool = False) -> list[SampleResult]:
+    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts.
+    save_latents: attach every latent step's hidden state and fed vector to each sample's
+    completion-0 result (`SampleResult.latents`, on the CPU, fp32) for `latentmas-ray inspect`."""
     assert samples, "empty batch"
     realign = engine.realigner(method_cfg.latent_space_realign)
+    recorder = LatentRecorder(realign, keep_hidden=True) if save_latents else None
+    latents: list[dict] = [{} for _ in samples]
     traces: list[list[AgentTrace]] = [[] for _ in samples]
     kv = engine.new_memory(len(samples))
     for role in LATENT_ROLES:
         for trace, step in zip(traces, latent_agent_step(engine, kv, samples, role, method_cfg,
-                                                         realign, prompts)):
+                                                         recorder or realign, prompts)):
             trace.append(step)
-    return judger_step(engine, kv, samples, method_cfg, run_seed, traces, prompts)
+        if recorder is not None:
+            for i, saved in enumerate(recorder.take()):
+                latents[i][role] = saved
+    results = judger_step(engine, kv, samples, method_cfg, run_seed, traces, prompts)
+    if save_latents:
+        k = completions(method_cfg)
+        for row, r in enumerate(results):
+            if r.sample_index == 0:
+                r.latents = latents[row // k]
+    return results

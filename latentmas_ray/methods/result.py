@@ -9,6 +9,11 @@ Accounting (the definitions the reports use):
   (per agent: that agent's phase time / B). Sums over samples equal the real wall time.
 - hops: what crossed between processes for this sample (the hybrid's judger input, a
   disaggregated run's working memory between role actors): bytes and milliseconds per hop.
+
+K completions (method_cfg.num_return_sequences): a method returns B x K results, sample-major
+(sample 0's completions 0..K-1, then sample 1's, ...), `sample_index` j = 0..K-1. Work shared by
+the K completions of a sample (LatentMAS's latent agents and judger prefill, a baseline
+prompt's prefill) is counted in each completion's trace, and its seconds split over the K.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..seeding import sample_generator
+from ..seeding import completion_generator
 
 
 @dataclass
@@ -56,13 +61,17 @@ class SampleResult:
     latent_steps: int = 0
     seconds: float = 0.0
     hops: list[Hop] = field(default_factory=list)
+    sample_index: int = 0     # which of the sample's K completions (0..K-1)
+    latents: dict | None = None   # --save_latents: {role: {"hidden", "fed"}} (completion 0 only)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def finish(sample_id: str, prediction: str, agents: list[AgentTrace], seconds: float) -> SampleResult:
+def finish(sample_id: str, prediction: str, agents: list[AgentTrace], seconds: float,
+           sample_index: int = 0) -> SampleResult:
     return SampleResult(
+        sample_index=sample_index,
         id=sample_id,
         prediction=prediction,
         agents=agents,
@@ -73,11 +82,20 @@ def finish(sample_id: str, prediction: str, agents: list[AgentTrace], seconds: f
     )
 
 
-def generators_for(engine, samples, method_cfg, run_seed: int) -> list[torch.Generator | None]:
-    """One generator per sample (None when greedy), seeded from (run seed, sample id)."""
+def completions(method_cfg) -> int:
+    """K, the completions per sample (1 for configs made before the field existed)."""
+    return int(getattr(method_cfg, "num_return_sequences", 1))
+
+
+def generators_for(engine, samples, method_cfg, run_seed: int, k: int | None = None
+                   ) -> list[torch.Generator | None]:
+    """One generator per completion, sample-major (B x k; None when greedy): completion j of a
+    sample is seeded from (run seed, sample id, j), so j = 0 is the sample's own stream.
+    k: completions per sample (default: the method config's K)."""
+    k = completions(method_cfg) if k is None else k
     if method_cfg.temperature == 0:
-        return [None] * len(samples)
-    return [sample_generator(run_seed, s.id, engine.device) for s in samples]
+        return [None] * (len(samples) * k)
+    return [completion_generator(run_seed, s.id, j, engine.device) for s in samples for j in range(k)]
 
 
 def sampling_for(engine, method_cfg):

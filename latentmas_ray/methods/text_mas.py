@@ -4,21 +4,28 @@ reads the earlier agents' text.
 Each non-judger output is appended to the sample's context as "[{Name}]:\n{text}\n\n"; every
 agent is given context[:text_mas_context_length] (the reference's slice, so the default -1
 drops the last character) and the full max_new_tokens budget. The judger's text is the answer.
+
+K completions: K independent chains per sample, each from its own seeded stream from the
+planner on. Unlike LatentMAS nothing can be shared: the planner's sampled text already differs
+between chains, and every later agent reads it, so a chain's whole cost is paid K times.
 """
 
 from __future__ import annotations
 
 from ..prompts import AGENT_ROLES, agent_name, build_messages
-from .result import AgentTrace, SampleResult, Stopwatch, finish, generators_for, sampling_for
+from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
+                     sampling_for)
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
               prompts: dict[str, str] | None = None) -> list[SampleResult]:
     """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts."""
     assert samples, "empty batch"
-    b, topo = len(samples), method_cfg.prompt
+    k, topo = completions(method_cfg), method_cfg.prompt
     sp = sampling_for(engine, method_cfg)
-    gens = generators_for(engine, samples, method_cfg, run_seed)   # one stream per sample, all agents
+    gens = generators_for(engine, samples, method_cfg, run_seed)   # one stream per chain, all agents
+    samples = [s for s in samples for _ in range(k)]                # B*K chains, sample-major
+    b = len(samples)
     contexts = [""] * b
     traces: list[list[AgentTrace]] = [[] for _ in range(b)]
     texts = [""] * b
@@ -38,5 +45,5 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
                                         len(outs[i]), 0, per_sample, texts[i]))
             if role != "judger":
                 contexts[i] += f"[{name}]:\n{texts[i]}\n\n"
-    return [finish(s.id, texts[i], traces[i], sum(a.seconds for a in traces[i]))
+    return [finish(s.id, texts[i], traces[i], sum(a.seconds for a in traces[i]), i % k)
             for i, s in enumerate(samples)]
