@@ -293,6 +293,10 @@ class RunConfig:
                    f"{m.method!r}; use --placement colocated")
             _check(not self.use_vllm, "--placement disaggregated runs every role on HF engines; "
                    "it cannot be combined with --use_vllm")
+        _check(not ex.save_latents or (m.method == "latent_mas" and self.engine_kind == "hf"
+                                       and not ex.disaggregated),
+               "--save_latents records LatentMAS's latent steps on the HF engine in one actor: "
+               "use it with --method latent_mas, without --use_vllm or --placement disaggregated")
         _check(ex.hop_payload != "embeds" or m.memory == "full",
                f"--hop_payload embeds needs --memory full, not {m.memory}: a pruned memory keeps "
                "cache entries that attended to the dropped ones, and re-prefilling the kept "

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import combinations
 
+from ..passk import completion_scores
 from . import paper
 from .load import Run, load_run, load_runs
 from .stats import LEVEL, RESAMPLES, SEED, Paired, bootstrap_mean_ci, paired_compare
@@ -56,6 +57,8 @@ class Report:
     pairs: list[tuple[Run, Run, Paired]]
     paper_rows: dict[str, paper.PaperRow] = field(default_factory=dict)  # run name -> row
     no_paper: list[tuple[Run, str]] = field(default_factory=list)       # run, why
+    # run name -> pass@k / maj@k with intervals (passk.completion_scores), runs with K > 1 only
+    sampling: dict[str, dict] = field(default_factory=dict)
     resamples: int = RESAMPLES
     level: float = LEVEL
     seed: int = SEED
@@ -124,5 +127,8 @@ def build_report(runs: list[Run], *, resamples: int = RESAMPLES, seed: int = SEE
         if p is not None:
             pairs.append((a, b, p))
     rows, missing = _paper_matches(runs)
+    sampling = {r.name: sc for r in runs
+                if (sc := completion_scores(r.rows, resamples=resamples, seed=seed))}
     return Report(task=runs[0].task, runs=runs, stats=stats, ratios=_ratios(runs, stats),
-                  pairs=pairs, paper_rows=rows, no_paper=missing, resamples=resamples, seed=seed)
+                  pairs=pairs, paper_rows=rows, no_paper=missing, resamples=resamples, seed=seed,
+                  sampling=sampling)

@@ -40,7 +40,9 @@ class Run:
 
     @property
     def correct(self) -> dict[str, bool]:
-        return {r["id"]: bool(r["correct"]) for r in self.rows}
+        """Per sample id, its first completion's score (sample_index 0), so paired tests
+        compare one answer per question whatever K each run drew."""
+        return {r["id"]: bool(r["correct"]) for r in self.rows if not r.get("sample_index")}
 
     @property
     def accuracy(self) -> float:
@@ -112,7 +114,7 @@ def load_run(folder: str | Path) -> Run:
     except Exception as e:  # a corrupt part: name it rather than show a pyarrow traceback
         raise DataError(f"cannot read the run's samples ({type(e).__name__}: {e})",
                         str(path)) from None
-    rows = sorted(table.to_pylist(), key=lambda r: _id_key(r["id"]))
+    rows = sorted(table.to_pylist(), key=lambda r: (_id_key(r["id"]), r.get("sample_index") or 0))
     if not rows:
         raise DataError("the run has no finished samples yet", str(path),
                         hint="report it once its first batch is written, or leave it out")
