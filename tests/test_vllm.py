@@ -458,3 +458,37 @@ def test_hybrid_replicas_through_the_ray_driver(hybrid_engine, smollm2_dir, gsm8
         assert (hop["src"], hop["dst"], hop["payload"]) == ("hf", "vllm", "embeds")
         assert hop["bytes"] == (row["prompt_tokens"] + row["latent_steps"]) * 576 * 4 and hop["ms"] > 0
     assert summarize(store.read())["hops"]["hf->vllm (embeds)"]["samples"] == 4
+
+
+# ----------------------------------------------------------------- K completions (issue 16)
+def test_k_completions_on_vllm(vllm_engine, gsm8k):
+    """SamplingParams.n = K: K rows per question, completion 0 = the K=1 run (vLLM seeds child
+    j with the request's seed + j), the completions differ, a rerun gives the same ones."""
+    run = get_method("baseline")
+    one = _cfg("baseline", temperature=0.7, top_p=0.95, max_new_tokens=16)
+    three = _cfg("baseline", temperature=0.7, top_p=0.95, max_new_tokens=16, num_return_sequences=3)
+    few = gsm8k[:3]
+    k1 = run(vllm_engine, few, one, 7)
+    k3 = run(vllm_engine, few, three, 7)
+    assert [(r.id, r.sample_index) for r in k3] == [(s.id, j) for s in few for j in range(3)]
+    assert [r.agents[0].output_ids for r in k3 if r.sample_index == 0] == \
+        [r.agents[0].output_ids for r in k1]
+    for s in few:
+        assert len({str(r.agents[0].output_ids) for r in k3 if r.id == s.id}) > 1, s.id
+    assert [r.agents[0].output_ids for r in run(vllm_engine, few, three, 7)] == \
+        [r.agents[0].output_ids for r in k3]
+
+
+def test_k_completions_on_the_hybrid(hybrid_engine, gsm8k):
+    from latentmas_ray.methods.hybrid import run_batch
+
+    cfg = _cfg("latent_mas", latent_steps=2, temperature=0.7, max_new_tokens=12,
+               num_return_sequences=2)
+    few = gsm8k[:2]
+    k2 = run_batch(hybrid_engine, few, cfg, 7)
+    k1 = run_batch(hybrid_engine, few, _cfg("latent_mas", latent_steps=2, temperature=0.7,
+                                            max_new_tokens=12), 7)
+    assert [(r.id, r.sample_index) for r in k2] == [(s.id, j) for s in few for j in range(2)]
+    assert [r.agents[-1].output_ids for r in k2 if r.sample_index == 0] == \
+        [r.agents[-1].output_ids for r in k1]
+    assert [len(r.agents) for r in k2] == [4] * 4
