@@ -270,7 +270,7 @@ class Driver:
             k = self.cfg.method.num_return_sequences
             rows = [r for s in samples
                     for r in error_rows(s, self.method, self.sched.error_of(s.id) or "failed", k)]
-            self.console.print(f"[yellow]gave up on[/] {len(rows)} sample(s) "
+            self.console.print(f"[yellow]gave up on[/] {len(samples)} sample(s) "
                                f"({', '.join(s.id for s in samples[:5])}): {rows[0]['error']}",
                                highlight=False)
             self.write(rows)
