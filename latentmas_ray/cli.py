@@ -1,4 +1,4 @@
-"""`latentmas-ray`: run, score and report.
+"""`latentmas-ray`: run, score, report and export.
 
 Flag names follow the reference's run.py (`--max_new_tokens`, `--latent_steps`, ...); the dashed
 spelling (`--max-new-tokens`) is accepted for every flag. Errors a user can fix are printed as
@@ -36,10 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="latentmas-ray", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _score_parser(sub)
+    from .commands.export import add_export_parser
     from .commands.report import add_report_parser
     from .commands.run import add_run_parser
     add_run_parser(sub)
     add_report_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -60,6 +62,9 @@ def execute(args: argparse.Namespace) -> int:
         if args.command == "run":
             from .commands.run import run_run
             return run_run(args, console)
+        if args.command == "export":
+            from .commands.export import run_export
+            return run_export(args, console)
         from .commands.report import run_report
         return run_report(args, console)
 
