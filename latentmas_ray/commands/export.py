@@ -30,5 +30,6 @@ def run_export(args: argparse.Namespace, console) -> int:
     out = export_run(args.run, args.to, args.format, overwrite=args.overwrite,
                      push_to_hub=args.push_to_hub)
     pushed = f", pushed to the Hub as {args.push_to_hub}" if args.push_to_hub else ""
-    console.print(f"exported {args.run} as {args.format} to {out}{pushed}", highlight=False)
+    console.print(f"exported {args.run} as {args.format} to {out}{pushed}", highlight=False,
+                  soft_wrap=True)
     return 0

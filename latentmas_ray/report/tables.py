@@ -194,13 +194,17 @@ def to_markdown(rep: Report, plots: list[str] | None = None) -> str:
 
 
 # --- terminal ------------------------------------------------------------------------------------
-def print_rich(rep: Report, console) -> None:
-    """The tables worth reading in a terminal; the runs list and role breakdown stay in the file."""
+def print_rich(rep: Report, console, brief: bool = False) -> None:
+    """The tables worth reading in a terminal; the runs list and role breakdown stay in the file.
+    brief: accuracy and cost, and LatentMAS against the others, only (the demo's ending)."""
     from rich.table import Table as RichTable
 
     for line in progress_lines(rep):
         console.print(line.replace("**", ""), highlight=False)
-    for t in (results_table(rep), ratios_table(rep), pairs_table(rep), paper_table(rep)):
+    tables = [results_table(rep), ratios_table(rep)]
+    if not brief:
+        tables += [pairs_table(rep), paper_table(rep)]
+    for t in tables:
         if not t.rows:
             continue
         table = RichTable(title=t.title, title_justify="left")
