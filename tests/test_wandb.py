@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,8 @@ def wandb_records(path: Path):
             pos += block - pos % block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):       # a record still being written
+            return
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         if kind == 0:
             continue
@@ -61,12 +64,34 @@ def wandb_records(path: Path):
             yield record
 
 
+def flat_items(items) -> dict:
+    """History or summary items as {"a/b": value}: wandb sends a nested value either as
+    nested_key ["samples_table", "path"] or as key "samples_table" with a JSON object."""
+    out: dict = {}
+
+    def put(key: str, value) -> None:
+        out[key] = value
+        if isinstance(value, dict):
+            for k, v in value.items():
+                put(f"{key}/{k}", v)
+
+    for i in items:
+        put(i.key or "/".join(i.nested_key), json.loads(i.value_json))
+    return out
+
+
 def read_offline_run(folder: Path) -> dict:
     """run (project, name, group, config), history rows and the final summary of the one
     offline run under folder/wandb/, plus its per-sample table."""
     runs = sorted((folder / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, f"expected one W&B run, found {runs}"
     (log,) = runs[0].glob("run-*.wandb")
+    # wandb's service process (shared by the whole pytest process) may still be writing the
+    # log's last records after run.finish() returned, on a busy machine: wait for its exit record
+    deadline = time.monotonic() + 60
+    while not any(r.WhichOneof("record_type") == "exit" for r in wandb_records(log)):
+        assert time.monotonic() < deadline, f"{log} has no exit record after 60 s"
+        time.sleep(0.5)
     out: dict = {"history": [], "summary": {}, "config": {}, "exit": None}
     for r in wandb_records(log):
         kind = r.WhichOneof("record_type")
@@ -76,12 +101,9 @@ def read_offline_run(folder: Path) -> dict:
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in r.config.update})
         elif kind == "history":
-            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                   for i in r.history.item})
+            out["history"].append(flat_items(r.history.item))
         elif kind == "summary":
-            # a nested value comes as nested_key ["samples_table", "path"]: "samples_table/path"
-            out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                   for i in r.summary.update})
+            out["summary"].update(flat_items(r.summary.update))
         elif kind == "exit":
             out["exit"] = r.exit.exit_code
     table_file = out["summary"]["samples_table/path"]
