@@ -72,7 +72,7 @@ def factory_for(cfg, model_path, prompts) -> ReplicaFactory:
 
 
 def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
-               on_event: Event | None = None) -> float:
+               on_event: Event | None = None, observer=None) -> float:
     """Evaluate the task's samples that `store` does not hold yet on cfg.execution.replicas
     replicas of the run's placement. Writes each finished batch to `store`; returns the wall
     seconds of the sampling loop (cluster start and model loading excluded, as in process).
@@ -82,6 +82,8 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     cfg.model.name_or_path itself when that folder is not there); prompts: user prompt texts.
     on_event(kind, info), for tests and monitoring: "ready" (replicas placed and loaded),
     "batch" (a batch written), "replica_down", "replica_up", and the factory's own events.
+    observer: a latentmas_ray.observe.RunObserver that hears each written batch (this driver
+    process logs to W&B; actors never do).
     """
     from rich.console import Console
 
@@ -107,7 +109,7 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
         extra = factory.after_ready([s.handle for s in slots], console)
         emit("ready", {"replicas": {s.rid: dict(s.info) for s in slots}, **extra})
         driver = Driver(cfg, store, pending, slots, factory.in_flight(ex.max_in_flight), console,
-                        emit, replica_timeout=ex.ready_timeout)
+                        emit, replica_timeout=ex.ready_timeout, observer=observer)
         wall = driver.run(n_done=len(done))
         factory.after_run([s.handle for s in slots], console, emit)
         return wall
@@ -159,8 +161,9 @@ class Driver:
     a replica's ready() while it is being brought back."""
 
     def __init__(self, cfg, store, pending, slots: list[ReplicaSlot], max_in_flight: int,
-                 console, emit: Event, replica_timeout: float = 1800.0):
+                 console, emit: Event, replica_timeout: float = 1800.0, observer=None):
         self.cfg, self.store, self.console, self.emit = cfg, store, console, emit
+        self.observer = observer
         self.method = cfg.method.method
         self.sched = Scheduler(pending, cfg.generate_bs, max_in_flight=max_in_flight)
         self.slots = {s.rid: s for s in slots}
@@ -258,6 +261,8 @@ class Driver:
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         self.store.append(rows)
+        if self.observer:
+            self.observer.on_rows(rows)
         self.correct += sum(1 for r in rows if r["correct"])
         self.written += len(rows)
         self.advance(len({r["id"] for r in rows}))       # samples, not their K completion rows

@@ -29,10 +29,14 @@ DESCRIPTION = ("Evaluate baseline, TextMAS or LatentMAS on a benchmark, in proce
 
 def check_before_start(cfg: RunConfig) -> None:
     """What needs the outside world, checked before anything is written: vLLM importable
-    (--use_vllm) and the Ray cluster reachable (--ray with an address)."""
+    (--use_vllm), wandb importable (--wandb) and the Ray cluster reachable (--ray with an
+    address)."""
     if cfg.use_vllm:
         from latentmas_ray.engines.vllm import require_vllm
         require_vllm()
+    if cfg.execution.wandb:
+        from latentmas_ray.observe import require_wandb
+        require_wandb()
     if cfg.execution.ray:
         address = cfg.execution.address or os.environ.get("RAY_ADDRESS")
         if address:
@@ -43,6 +47,7 @@ def evaluate(cfg: RunConfig, console) -> int:
     """Run `cfg` to the end (resuming what its folder holds); prints the summary line."""
     from latentmas_ray.in_process import run_in_process
     from latentmas_ray.models import resolve_model
+    from latentmas_ray.observe import open_observer
     from latentmas_ray.prompts import load_prompt_file
     from latentmas_ray.store import RunStore, run_id, summarize
     from latentmas_ray.tasks.registry import load_task
@@ -68,16 +73,23 @@ def evaluate(cfg: RunConfig, console) -> int:
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
                   f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
                   highlight=False)
-    if cfg.execution.ray:
-        wall = run_on_ray(cfg, task, store, model_path, prompts, console=console)
-    else:
-        wall = run_in_process(cfg, store, pending, model_path, prompts, console, n_done=len(done))
+    with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
+        prior = store.read().select(["correct", "generated_tokens"]).to_pylist() if done else []
+        observer.on_start(cfg.to_dict(), prior)
+        if cfg.execution.ray:
+            wall = run_on_ray(cfg, task, store, model_path, prompts, console=console,
+                              observer=observer)
+        else:
+            wall = run_in_process(cfg, store, pending, model_path, prompts, console,
+                                  n_done=len(done), observer=observer)
 
-    table = store.consolidate(order=[s.id for s in task.samples])
-    summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
-               "data": task.source, "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
-               **summarize(table, wall)}
-    store.write_summary(summary)
+        table = store.consolidate(order=[s.id for s in task.samples])
+        summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
+                   "data": task.source,
+                   "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
+                   **summarize(table, wall)}
+        store.write_summary(summary)
+        observer.on_end(summary, table.to_pylist())
     rate = f", {len(pending) / wall:.2f} samples/s" if wall else ""
     console.print(f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['samples']}), "
                   f"{summary['mean_generated_tokens']:.0f} generated tokens/sample, "

@@ -1,4 +1,4 @@
-"""`latentmas-ray`: run, score, report and inspect.
+"""`latentmas-ray`: run, score, report, inspect, export, and the demo (the main job).
 
 Flag names follow the reference's run.py (`--max_new_tokens`, `--latent_steps`, ...); the dashed
 spelling (`--max-new-tokens`) is accepted for every flag. Errors a user can fix are printed as
@@ -37,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _score_parser(sub)
     from .commands.inspect import add_inspect_parser
+    from .commands.demo import add_demo_parser
+    from .commands.export import add_export_parser
     from .commands.report import add_report_parser
     from .commands.run import add_run_parser
     add_run_parser(sub)
     add_report_parser(sub)
     add_inspect_parser(sub)
+    add_export_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 
@@ -65,6 +69,12 @@ def execute(args: argparse.Namespace) -> int:
         if args.command == "inspect":
             from .commands.inspect import run_inspect
             return run_inspect(args, console)
+        if args.command == "demo":
+            from .commands.demo import run_demo
+            return run_demo(args, console)
+        if args.command == "export":
+            from .commands.export import run_export
+            return run_export(args, console)
         from .commands.report import run_report
         return run_report(args, console)
 

@@ -5,7 +5,8 @@ driver and the store.
       .model   ModelConfig    which checkpoint, dtype, device
       .method  MethodConfig   baseline / TextMAS / LatentMAS and their settings
       .execution ExecutionConfig   how it executes: in process or on Ray, placement, replicas,
-                              resources, threads, in-flight, restarts, timeouts, hop payload
+                              resources, threads, in-flight, restarts, timeouts, hop payload,
+                              Weights & Biases logging
         .vllm  VLLMConfig     the vLLM engine's options (--use_vllm)
 
 Every dataclass validates itself in __post_init__ and RunConfig checks the combinations, so a
@@ -217,9 +218,22 @@ class ExecutionConfig:
     save_latents: bool = field(default=False, metadata=flag(
         "LatentMAS: also save every latent step's hidden state and fed vector, a side file per "
         "part (parts/latents-*.pt) for `latentmas-ray inspect RUN_DIR`"))
+    # Weights & Biases (latentmas_ray/observe.py): the process that runs the loop logs, in
+    # process or the Ray driver, never an actor. How a run is watched, not what it computes.
+    wandb: str | None = field(default=None, metadata=flag(
+        "log the run to this Weights & Biases project: config, running accuracy, samples/s and "
+        "tokens, the summary and a per-sample table (optional extra: pip install "
+        "latentmas-ray[wandb]; WANDB_MODE=offline writes it locally)"))
+    wandb_run_name: str | None = field(default=None, metadata=flag(
+        "W&B run name (default: the run folder's name)"))
+    wandb_group: str | None = field(default=None, metadata=flag(
+        "W&B group, e.g. one per comparison of methods"))
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def __post_init__(self):
+        _check(self.wandb is None or bool(self.wandb.strip()), "--wandb needs a project name")
+        _check(self.wandb is not None or (self.wandb_run_name is None and self.wandb_group is None),
+               "--wandb_run_name and --wandb_group need --wandb PROJECT")
         _check(self.replicas >= 1, f"--replicas must be >= 1, got {self.replicas}")
         _check(self.max_in_flight >= 1, f"--max_in_flight must be >= 1, got {self.max_in_flight}")
         _check(self.torch_threads is None or self.torch_threads >= 1,

@@ -35,7 +35,9 @@ def exit_status(command, console) -> int:
     try:
         return command()
     except LatentMASError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape   # the message is text: "latentmas-ray[wandb]" stays
+
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; finished samples are saved, rerun the same command to resume")

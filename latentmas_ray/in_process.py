@@ -10,14 +10,15 @@ import time
 
 from .config import RunConfig
 from .evaluate import Evaluator
+from .observe import RunObserver
 from .progress import progress_bar
 
 
 def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
-                   n_done: int = 0) -> float:
+                   n_done: int = 0, observer: RunObserver | None = None) -> float:
     """Evaluate `pending` (Samples) and append their rows to `store`; returns the loop's wall
     seconds (model loading excluded). n_done: samples earlier sessions finished (for the
-    running accuracy)."""
+    running accuracy); observer: hears each finished batch (latentmas_ray/observe.py)."""
     if not pending:
         return 0.0
     if cfg.execution.torch_threads:
@@ -32,6 +33,8 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
         for i in range(0, len(pending), cfg.generate_bs):
             rows = evaluator.run(pending[i:i + cfg.generate_bs])
             store.append(rows)
+            if observer:
+                observer.on_rows(rows)
             correct += sum(1 for r in rows if r["correct"])
             written += len(rows)
             advance(len({r["id"] for r in rows}))      # samples, not their K completion rows

