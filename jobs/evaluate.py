@@ -44,7 +44,7 @@ def evaluate(cfg: RunConfig, console) -> int:
     from latentmas_ray.in_process import run_in_process
     from latentmas_ray.models import resolve_model
     from latentmas_ray.prompts import load_prompt_file
-    from latentmas_ray.store import RunStore, run_id, summarize
+    from latentmas_ray.store import RunStore, run_id
     from latentmas_ray.tasks.registry import load_task
 
     check_before_start(cfg)
@@ -73,10 +73,11 @@ def evaluate(cfg: RunConfig, console) -> int:
     else:
         wall = run_in_process(cfg, store, pending, model_path, prompts, console, n_done=len(done))
 
-    table = store.consolidate(order=[s.id for s in task.samples])
+    # streamed: neither step holds the run's table in memory
+    store.consolidate(order=[s.id for s in task.samples], read_back=False)
     summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
                "data": task.source, "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
-               **summarize(table, wall)}
+               **store.summary(wall)}
     store.write_summary(summary)
     rate = f", {len(pending) / wall:.2f} samples/s" if wall else ""
     console.print(f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['samples']}), "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import atomic_open, atomic_write_text
@@ -140,11 +141,71 @@ class RunStore:
             table = table.take(sorted(last.values()))
         return table
 
-    def done_ids(self) -> set[str]:
-        return set(self.read().column("id").to_pylist())
+    def part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
 
-    def consolidate(self, order: Iterable[str] | None = None) -> pa.Table:
-        """Rewrite samples.parquet from the parts, in `order` (the task's sample order)."""
+    def _column(self, name: str) -> pa.ChunkedArray:
+        """One column of every finished row (Arrow column projection: the other columns, token
+        ids included, are never read). Duplicates are not removed (there are none: see read)."""
+        files = self.part_files()
+        if not files:
+            merged = self.dir / "samples.parquet"
+            if not merged.exists():
+                return pa.chunked_array([], SCHEMA.field(name).type)
+            files = [merged]
+        return pa.chunked_array([c for f in files
+                                 for c in _conform_column(pq.read_table(f, columns=_have(f, name)),
+                                                          name).chunks],
+                                SCHEMA.field(name).type)
+
+    def done_ids(self) -> set[str]:
+        """The ids finished so far: only the id column of each part is read."""
+        return set(self._column("id").to_pylist())
+
+    def counts(self) -> tuple[int, int]:
+        """(finished samples, correct ones), read from two columns only."""
+        ids, correct = self._column("id"), self._column("correct")
+        if pc.count_distinct(ids).as_py() != len(ids):      # an id written twice: rare, exact
+            table = self.read()
+            ids, correct = table.column("id"), table.column("correct")
+        return len(ids), int(pc.sum(correct.fill_null(False).cast(pa.int64())).as_py() or 0)
+
+    def consolidate(self, order: Iterable[str] | None = None, *,
+                    read_back: bool = True) -> pa.Table | None:
+        """Rewrite samples.parquet from the parts, in `order` (the task's sample order).
+
+        Streams: each part is read, reordered and written on its own, so memory holds one part
+        (plus the id column) however long the run. Parts hold runs of consecutive samples, so
+        sorting the parts by their first sample and each part's rows gives the task's order; in
+        the rare case it does not (a resumed run that changed --generate_bs, an id written
+        twice) the whole table is sorted in memory as before. Returns the table when
+        `read_back` (a run's end passes False and reads it with the streaming `summary()`)."""
+        files = self.part_files()
+        if not files:
+            return self.read() if read_back else None
+        order_arr = pa.array(list(order) if order is not None else [], pa.string())
+        plan, seen = [], 0
+        for f in files:
+            ids = _conform_column(pq.read_table(f, columns=_have(f, "id")), "id")
+            pos = pc.index_in(ids, value_set=order_arr).to_numpy(zero_copy_only=False)
+            pos = [int(p) if p == p and p is not None else len(order_arr) + seen + i
+                   for i, p in enumerate(pos)]
+            seen += len(pos)
+            idx = sorted(range(len(pos)), key=pos.__getitem__)
+            plan.append((pos[idx[0]], pos[idx[-1]], f, idx))
+        plan.sort(key=lambda p: p[0])
+        n_ids = sum(len(p[3]) for p in plan)
+        ordered = all(a[1] < b[0] for a, b in zip(plan, plan[1:]))
+        if not ordered or pc.count_distinct(self._column("id")).as_py() != n_ids:
+            self._consolidate_in_memory(order)
+            return _conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
+        with atomic_open(self.dir / "samples.parquet", "wb") as out:
+            with pq.ParquetWriter(out, SCHEMA) as writer:
+                for _, _, f, idx in plan:
+                    writer.write_table(_conform(pq.read_table(f)).take(idx))
+        return _conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
+
+    def _consolidate_in_memory(self, order: Iterable[str] | None) -> None:
         table = self.read()
         if order is not None:
             pos = {sid: i for i, sid in enumerate(order)}
@@ -152,39 +213,108 @@ class RunStore:
             table = table.take(sorted(range(len(ids)), key=lambda i: pos.get(ids[i], len(pos) + i)))
         with atomic_open(self.dir / "samples.parquet", "wb") as f:
             pq.write_table(table, f)
-        return table
+
+    def summary(self, wall_seconds: float | None = None) -> dict[str, Any]:
+        """`summarize` over samples.parquet (or the parts when not consolidated yet), streamed
+        batch by batch with Arrow compute: no row becomes a Python object."""
+        merged = self.dir / "samples.parquet"
+        totals = Totals()
+        files = [merged] if merged.exists() else self.part_files()
+        for f in files:
+            pf = pq.ParquetFile(f)
+            cols = [c for c in Totals.COLUMNS if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=4096, columns=cols):
+                totals.add(pa.Table.from_batches([batch]))
+        return totals.result(wall_seconds)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def summarize(table: pa.Table, wall_seconds: float | None = None) -> dict[str, Any]:
-    rows = table.to_pylist()
-    n = len(rows)
-    correct = sum(bool(r["correct"]) for r in rows)
-    mean = (lambda key: sum(r[key] or 0 for r in rows) / n) if n else (lambda key: 0.0)
-    by_role: dict[str, list[int]] = {}
-    hops: dict[str, list[tuple[int, float]]] = {}
-    for r in rows:
-        for a in r["agents"] or []:
-            by_role.setdefault(a["role"], []).append(a["generated_tokens"] or 0)
-        for h in r.get("hops") or []:
-            hops.setdefault(f"{h['src']}->{h['dst']} ({h['payload']})", []).append(
-                (h["bytes"] or 0, h["ms"] or 0.0))
-    out = {
-        "samples": n,
-        "correct": correct,
-        "accuracy": correct / n if n else 0.0,
-        "errors": sum(1 for r in rows if r["error"]),
-        "mean_generated_tokens": mean("generated_tokens"),
-        "mean_prompt_tokens": mean("prompt_tokens"),
-        "mean_latent_steps": mean("latent_steps"),
-        "mean_seconds_per_sample": mean("seconds"),
-        "mean_generated_tokens_by_agent": {k: sum(v) / len(v) for k, v in by_role.items()},
-        "wall_seconds_this_session": wall_seconds,
-    }
-    if hops:   # per hop: mean bytes and milliseconds per sample
-        out["hops"] = {k: {"mean_bytes": sum(b for b, _ in v) / len(v),
-                           "mean_ms": sum(t for _, t in v) / len(v), "samples": len(v)}
-                       for k, v in hops.items()}
-    return out
+    """Accuracy, counts and means of a table of store rows (see Totals)."""
+    totals = Totals()
+    totals.add(table)
+    return totals.result(wall_seconds)
+
+
+def _have(f: Path, name: str) -> list[str]:
+    """[name] when part file `f` has that column, else [] (an older part)."""
+    return [name] if name in pq.read_schema(f).names else []
+
+
+def _conform_column(table: pa.Table, name: str) -> pa.ChunkedArray:
+    field = SCHEMA.field(name)
+    if name not in table.column_names:
+        return pa.chunked_array([pa.nulls(table.num_rows, field.type)], field.type)
+    return table.column(name).cast(field.type)
+
+
+class Totals:
+    """Running sums for summary.json, fed table by table (a part, a batch of samples.parquet)
+    with Arrow compute; `result()` gives the figures. Memory: a few numbers per agent role and
+    per hop kind, whatever the number of samples."""
+
+    COLUMNS = ("correct", "error", "generated_tokens", "prompt_tokens", "latent_steps",
+               "seconds", "agents", "hops")
+    MEANS = ("generated_tokens", "prompt_tokens", "latent_steps", "seconds")
+
+    def __init__(self):
+        self.n = self.correct = self.errors = 0
+        self.sums = dict.fromkeys(self.MEANS, 0.0)
+        self.by_role: dict[str, list[float]] = {}          # role -> [tokens, agents]
+        self.hops: dict[str, list[float]] = {}             # key -> [bytes, ms, count]
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        table = table.combine_chunks()
+        col = lambda name: _conform_column(table, name)   # noqa: E731
+        self.n += table.num_rows
+        self.correct += int(pc.sum(col("correct").fill_null(False).cast(pa.int64())).as_py() or 0)
+        err = col("error")
+        self.errors += int(pc.sum(pc.and_(pc.is_valid(err), pc.not_equal(err.fill_null(""), ""))
+                                  .cast(pa.int64())).as_py() or 0)
+        for k in self.MEANS:
+            self.sums[k] += float(pc.sum(col(k)).as_py() or 0)
+        agents = pc.list_flatten(col("agents"))
+        if len(agents):
+            grouped = pa.table({"role": pc.struct_field(agents, "role"),
+                                "tok": pc.struct_field(agents, "generated_tokens").fill_null(0)
+                                .cast(pa.int64())}).group_by("role").aggregate(
+                                    [("tok", "sum"), ("tok", "count")])
+            for role, tok, cnt in zip(*(grouped.column(c).to_pylist()
+                                        for c in ("role", "tok_sum", "tok_count"))):
+                acc = self.by_role.setdefault(role, [0.0, 0.0])
+                acc[0] += tok
+                acc[1] += cnt
+        hops = pc.list_flatten(col("hops"))
+        if len(hops):
+            f = lambda name: pc.struct_field(hops, name)    # noqa: E731
+            key = pc.binary_join_element_wise(f("src"), "->", f("dst"), " (", f("payload"), ")", "")
+            grouped = pa.table({"key": key, "b": f("bytes").fill_null(0).cast(pa.float64()),
+                                "ms": f("ms").fill_null(0.0)}).group_by("key").aggregate(
+                                    [("b", "sum"), ("ms", "sum"), ("b", "count")])
+            for k, b, ms, cnt in zip(*(grouped.column(c).to_pylist()
+                                       for c in ("key", "b_sum", "ms_sum", "b_count"))):
+                acc = self.hops.setdefault(k, [0.0, 0.0, 0])
+                acc[0] += b
+                acc[1] += ms
+                acc[2] += cnt
+
+    def result(self, wall_seconds: float | None = None) -> dict[str, Any]:
+        n = self.n
+        out = {
+            "samples": n,
+            "correct": self.correct,
+            "accuracy": self.correct / n if n else 0.0,
+            "errors": self.errors,
+            **{f"mean_{k}" + ("_per_sample" if k == "seconds" else ""): self.sums[k] / n if n else 0.0
+               for k in self.MEANS},
+            "mean_generated_tokens_by_agent": {k: t / c for k, (t, c) in self.by_role.items()},
+            "wall_seconds_this_session": wall_seconds,
+        }
+        if self.hops:   # per hop: mean bytes and milliseconds per sample
+            out["hops"] = {k: {"mean_bytes": b / c, "mean_ms": ms / c, "samples": c}
+                           for k, (b, ms, c) in self.hops.items()}
+        return out
