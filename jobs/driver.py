@@ -254,13 +254,16 @@ class Driver:
                                 "scored_by": "cpu_task" if kind == "score" else "replica"})
             self.check_health("")
 
+    @staticmethod
+    def score_options(resource: str) -> dict[str, Any]:
+        """Ray options of a scoring task: one unit of the scoring resource ("any": none)."""
+        return {} if resource == "any" else {"resources": {resource: 1}}
+
     def score_task(self):
         if self.scorer is None:
             from actors.common import score_task
-            task = score_task()
-            if self.scoring_resource != "any":      # only where scoring capacity is declared
-                task = task.options(resources={self.scoring_resource: 1})
-            self.scorer = task
+            opts = self.score_options(self.scoring_resource)
+            self.scorer = score_task().options(**opts) if opts else score_task()
         return self.scorer
 
     def write(self, rows: list[dict[str, Any]]) -> None:
