@@ -102,25 +102,36 @@ def test_broken_replica_is_replaced_and_every_sample_is_correct(head_only, tmp_p
     assert "gave up" not in log
 
 
-def test_run_waits_for_the_gpu_node_it_needs(head_only, tmp_path, monkeypatch):
-    added = {}
-    # the node joins from another thread while the driver waits; Ray's test cluster installs a
-    # SIGTERM handler per node, which only the main thread may do
-    monkeypatch.setattr("ray._private.utils.set_sigterm_handler", lambda handler: None)
+def test_run_waits_for_the_gpu_node_it_needs(head_only, tmp_path):
+    """No GPU anywhere at the start; a GPU node joins 4 s later (its own `ray start` process,
+    as an autoscaler's node would); the run waits for it, then runs on it."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+    started = {}
 
     def add_gpu_node():
         time.sleep(4)
-        added["t"] = time.perf_counter()
-        head_only.add_node(num_cpus=1, num_gpus=1)
+        started["p"] = subprocess.Popen(
+            [ray_cli, "start", "--address", head_only.address, "--num-cpus=1", "--num-gpus=1",
+             "--block", "--disable-usage-stats"], start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     threading.Thread(target=add_gpu_node, daemon=True).start()
-    store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.02, gpus=1.0),
-                               replicas=1, n=6, bs=2, autoscale=True, placement_timeout=120)
-    ready_at = next(i for i, (kind, _) in enumerate(events) if kind == "ready")
-    assert "t" in added and ready_at == 0
+    try:
+        store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.02, gpus=1.0),
+                                   replicas=1, n=6, bs=2, autoscale=True, placement_timeout=120)
+    finally:
+        if "p" in started:
+            os.killpg(started["p"].pid, signal.SIGTERM)
+            started["p"].wait(timeout=60)
+    assert "p" in started and next(kind for kind, _ in events) == "ready"
     assert len(store.done_ids()) == 6
-    assert all(info["gpu_ids"] for kind, info in events if kind == "ready"
-               for info in info["replicas"].values())
+    assert all(info["gpu_ids"] for kind, ev in events if kind == "ready"
+               for info in ev["replicas"].values())
 
 
 def test_nothing_placeable_fails_clearly_after_the_timeout(head_only, tmp_path):
