@@ -131,6 +131,8 @@ def start(args) -> dict:
     head = _spawn([ray, "start", "--head", "--block", f"--node-ip-address={HOST}",
                    f"--temp-dir={temp_root / 'h'}",
                    f"--port={port}", f"--num-cpus={args.head_cpus}", "--num-gpus=0",
+                   # code-scoring tasks need it (--scoring_resource): they run on the head
+                   f"--resources={json.dumps({'scoring': args.head_cpus})}",
                    "--include-dashboard=true", f"--dashboard-host={HOST}",
                    f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
                    "--disable-usage-stats"], logs / "head.log", env)
@@ -249,7 +251,9 @@ def in_process_cluster(workers: int = 3, *, gpus_per_worker: float = 0):
 
     if ray.is_initialized():
         ray.shutdown()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    # the head offers the "scoring" resource, as cluster.yaml's head: code is scored there
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                      "resources": {"scoring": 1}})
     nodes = [c.add_node(num_cpus=1, num_gpus=gpus_per_worker, resources={f"worker_{i}": 1})
              for i in range(workers)]
     c.wait_for_nodes()

@@ -58,8 +58,10 @@ def check_address(address: str, timeout: float = 5.0) -> None:
             "RAY_ADDRESS; without either a local Ray is started in this process") from None
 
 
-def connect(address: str | None, *, local_cpus: int | None = None) -> tuple[bool, str]:
-    """Connect this process to Ray. Returns (we started it / must shut it down, description)."""
+def connect(address: str | None, *, local_cpus: int | None = None,
+            local_resources: dict[str, float] | None = None) -> tuple[bool, str]:
+    """Connect this process to Ray. Returns (we started it / must shut it down, description).
+    A local Ray gets `local_cpus` CPU slots and `local_resources` (the scoring resource)."""
     import ray
 
     if ray.is_initialized():
@@ -68,7 +70,8 @@ def connect(address: str | None, *, local_cpus: int | None = None) -> tuple[bool
     check_address(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
     if address == "local":
-        kwargs.update(num_cpus=local_cpus, include_dashboard=False)
+        kwargs.update(num_cpus=local_cpus, include_dashboard=False,
+                      resources=dict(local_resources or {}))
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as e:
@@ -148,11 +151,47 @@ def release(pg, owned: bool) -> None:
     process started (owned) shut down. (The replicas are killed by the driver first.)"""
     import ray
 
-    if pg is not None:
+    for group in (pg if isinstance(pg, (list, tuple)) else [pg]):
+        if group is None:
+            continue
         try:
             from ray.util import remove_placement_group
-            remove_placement_group(pg)
+            remove_placement_group(group)
         except Exception:  # noqa: BLE001 - already gone with its cluster
             pass
     if owned:
         ray.shutdown()
+
+
+def seat_group(bundles: list[dict[str, float]], name: str):
+    """The placement group of ONE replica (its bundles; several for a disaggregated pipeline,
+    spread over the nodes). Each replica has its own, so the run starts with those that can
+    be placed and the others keep waiting (or an autoscaler adds nodes for them)."""
+    from ray.util import placement_group
+
+    return placement_group([dict(b) for b in bundles],
+                           strategy="SPREAD" if len(bundles) > 1 else "PACK", name=name)
+
+
+def ask_autoscaler(bundles: list[dict[str, float]]) -> bool:
+    """Tell an autoscaler what the run needs (it adds nodes for it; replaces any earlier
+    request of this job). False when the cluster has none to ask."""
+    try:
+        from ray.autoscaler.sdk import request_resources
+        request_resources(bundles=[dict(b) for b in bundles])
+        return True
+    except Exception:  # noqa: BLE001 - no autoscaler: nothing to ask
+        return False
+
+
+def check_scoring(resource: str, where: str, autoscale: bool) -> None:
+    """Code tasks are scored only where `resource` is declared (not beside GPU replicas):
+    fail before the run when no node has it and no autoscaler can add one."""
+    if resource == "any" or autoscale:
+        return
+    if not any(n.get(resource, 0) > 0 for n in alive_node_resources()):
+        raise ConfigError(
+            f"code scoring runs where the Ray resource {resource!r} is declared, and no node of "
+            f"{where} has it: start the head (or CPU workers) with "
+            f"--resources '{{\"{resource}\": 4}}' (cluster/cluster.yaml does), or pass "
+            "--scoring_resource any to score on any node's CPUs, GPU nodes included")

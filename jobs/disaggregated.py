@@ -82,7 +82,7 @@ class DisaggregatedFactory(ReplicaFactory):
         for i, role in enumerate(ROLES):
             names[role] = f"latentmas-{os.getpid()}-p{replica}-{role}"
             actors[role] = remote_form(RoleWorker).options(**self.actor_options(
-                pg, replica * len(ROLES) + i, name=names[role],
+                pg, i, name=names[role],
             )).remote(self.cfg_dict, self.model_path, self.prompts, role, self.actor_threads, "kv")
         return RolePipeline(actors, "kv", names)
 
@@ -104,6 +104,9 @@ class DisaggregatedFactory(ReplicaFactory):
 
     def ready_info(self, handle, info: dict[str, Any]) -> dict[str, Any]:
         return {**info, "names": dict(handle.names)}
+
+    def adopt(self, handle) -> None:
+        handle.payload = self.payload
 
     def after_run(self, handles: list, console, emit) -> None:
         _report_busy(handles, console, emit)

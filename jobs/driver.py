@@ -3,16 +3,30 @@
     run_on_ray(cfg, task, store, model_path, prompts) -> wall seconds of the sampling loop
 
 1. Connect (jobs/cluster.py), ask the run's replica factory (jobs/replicas.py) what a replica
-   needs, check the cluster can hold it, reserve one placement group, start the replicas and
-   wait for them to load (one ConfigError each for what cannot work).
+   needs; on a fixed cluster check the nodes could hold the replicas at all; with --autoscale
+   ask the autoscaler for them instead. Each replica gets its own placement group
+   (jobs/fleet.py): the run starts with those that are placed and loaded, the others join
+   when the cluster makes room; nothing placed within --placement_timeout is the only
+   placement error.
 2. `Driver.run`: `jobs.scheduler.Scheduler` decides what runs where (batches of
    --generate_bs, at most the factory's in-flight count per replica, requeue on failure); the
-   loop only moves results: `ray.wait` on the in-flight work, each finished batch appended to
-   the store at once. Code tasks: the replica only generates; scoring is a 1-CPU Ray task.
-3. Faults: a replica that dies (RayActorError) is marked down, its batches go to the live
-   replicas at once, and it is pinged until Ray has restarted it; a result from an attempt the
-   scheduler no longer expects is dropped, so no sample is written twice. A killed driver loses
-   only the batches in flight: rerun the same command and it resumes from the store.
+   loop only moves results: ONE `ray.wait` on the in-flight work, the fleet's placement and
+   health refs included (nothing sleeps), each finished batch appended to the store at once.
+   Code tasks: the replica only generates; scoring is a 1-CPU Ray task that needs the
+   --scoring_resource (declared on CPU nodes only).
+3. Three kinds of failure, handled apart:
+   - a ConfigError raised in any actor (e.g. a prompt longer than the engine takes) stops the
+     run at once with its line: retrying a deterministic error only wastes the cluster;
+   - a sample error (the method raised on a batch) requeues, splits and finally records the
+     bad sample as an error row, as the scheduler says;
+   - a replica fault: its process died (RayActorError: Ray restarts it, the fleet pings it
+     back), a device / engine error, or batches that fail there and succeed elsewhere (the
+     scheduler's strikes). A broken replica is killed and a fresh one takes its seat; its
+     batches go to the others at once. A result from an attempt the scheduler no longer
+     expects is dropped, so no sample is written twice. A killed driver loses only the
+     batches in flight: rerun the same command and it resumes from the store.
+Memory: per-sample state only for pending and in-flight work; the counts of earlier sessions
+are read from two store columns.
 """
 
 from __future__ import annotations
@@ -20,27 +34,23 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from jobs.cluster import alive_node_resources, check_placement, connect, release, reserve
+from jobs.cluster import (alive_node_resources, ask_autoscaler, check_placement, check_scoring,
+                          connect, release)
 from jobs.disaggregated import DisaggregatedFactory
+from jobs.fleet import Fleet
+from jobs.monitor import Monitor
 from jobs.replicas import HFFactory, HybridFactory, ReplicaFactory, VLLMFactory
 from jobs.scheduler import Scheduler
 from latentmas_ray.errors import ConfigError, LatentMASError
 
-POLL_S = 1.0            # the loop wakes at least this often (to notice replicas that came back)
-RETRY_PING_S = 0.2      # pause before pinging a replica that is still restarting
+POLL_S = 1.0            # the loop wakes at least this often (timeouts, progress lines)
+STRIKES = 3             # batches failed on a replica that then succeeded elsewhere: replaced
+# A raised error naming one of these is the replica's fault (its device or engine), not the
+# batch's: the batch is requeued elsewhere without counting against it.
+REPLICA_FAULTS = ("CUDA error", "device-side assert", "CUBLAS_STATUS", "cuDNN error",
+                  "NCCL error", "EngineDeadError", "EngineCore", "engine is dead")
 
 Event = Callable[[str, dict[str, Any]], None]
-
-
-class ReplicaSlot:
-    """The driver's view of one replica: its handle, what its ready() said, whether it is gone
-    for good, and since when it is being pinged back (None = not being pinged)."""
-
-    def __init__(self, rid: int, handle):
-        self.rid, self.handle = rid, handle
-        self.info: dict[str, Any] = {}
-        self.dead = False
-        self.ping_since: float | None = None
 
 
 def short_error(e: BaseException, limit: int = 300) -> str:
@@ -71,8 +81,15 @@ def factory_for(cfg, model_path, prompts) -> ReplicaFactory:
     return kinds[cfg.engine_kind](cfg, model_path, prompts)
 
 
+def is_config_error(e: BaseException) -> bool:
+    """A ConfigError raised in an actor (Ray re-raises it as a RayTaskError that is also a
+    ConfigError, or keeps it as the cause)."""
+    return isinstance(e, ConfigError) or isinstance(getattr(e, "cause", None), ConfigError)
+
+
 def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
-               on_event: Event | None = None, observer=None) -> float:
+               on_event: Event | None = None, factory: ReplicaFactory | None = None,
+               observer=None) -> float:
     """Evaluate the task's samples that `store` does not hold yet on cfg.execution.replicas
     replicas of the run's placement. Writes each finished batch to `store`; returns the wall
     seconds of the sampling loop (cluster start and model loading excluded, as in process).
@@ -80,8 +97,9 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     cfg: RunConfig (cfg.output already set); loaded_task: anything with `.samples`; store: an
     opened RunStore; model_path: the resolved model folder (a replica on another node resolves
     cfg.model.name_or_path itself when that folder is not there); prompts: user prompt texts.
-    on_event(kind, info), for tests and monitoring: "ready" (replicas placed and loaded),
-    "batch" (a batch written), "replica_down", "replica_up", and the factory's own events.
+    on_event(kind, info), for tests and monitoring: "ready" (the first replicas placed and
+    loaded), "batch" (a batch written), "replica_down", "replica_up", "replica_replaced", and
+    the factory's own events. factory: a ReplicaFactory instead of the run's own (bench/).
     observer: a latentmas_ray.observe.RunObserver that hears each written batch (this driver
     process logs to W&B; actors never do).
     """
@@ -90,141 +108,116 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     console = console or Console(stderr=True)
     done = store.done_ids()
     pending = [s for s in loaded_task.samples if s.id not in done]
+    del done
     if not pending:
         return 0.0
     emit: Event = on_event or (lambda kind, info: None)
     ex = cfg.execution
-    factory = factory_for(cfg, model_path, prompts)
+    factory = factory or factory_for(cfg, model_path, prompts)
     factory.resolve(cluster_has_gpus=False, owned=True)   # sizes a local Ray, if one is started
-    owned, where = connect(ex.address, local_cpus=factory.local_cpus())
-    pg, slots = None, []
+    local = factory.local_cpus()
+    owned, where = connect(ex.address, local_cpus=local,
+                           local_resources={ex.scoring_resource: float(local)})
+    driver = None
     try:
         factory.resolve(cluster_has_gpus=sum(n.get("GPU", 0.0) for n in alive_node_resources()) > 0,
                         owned=owned)
         bundles = factory.bundles()
-        check_placement(ex.replicas, bundles[0], where, bundles_per_replica=len(bundles),
-                        unit=factory.unit)
-        pg = reserve(bundles * ex.replicas, ex.placement_timeout, where)
-        slots = start_replicas(factory, pg, ex.replicas, ex.ready_timeout, console, where)
-        extra = factory.after_ready([s.handle for s in slots], console)
-        emit("ready", {"replicas": {s.rid: dict(s.info) for s in slots}, **extra})
-        driver = Driver(cfg, store, pending, slots, factory.in_flight(ex.max_in_flight), console,
-                        emit, replica_timeout=ex.ready_timeout, observer=observer)
-        wall = driver.run(n_done=len(done))
-        factory.after_run([s.handle for s in slots], console, emit)
+        code = any(s.kind == "code" for s in pending)
+        if ex.autoscale:        # the nodes alive now say nothing: ask for what the run needs
+            ask_autoscaler(bundles * ex.replicas + ([{"CPU": 1.0, ex.scoring_resource: 1.0}]
+                                                    if code and ex.scoring_resource != "any" else []))
+        else:
+            check_placement(ex.replicas, bundles[0], where, bundles_per_replica=len(bundles),
+                            unit=factory.unit)
+        if code:
+            check_scoring(ex.scoring_resource, where, ex.autoscale)
+        driver = Driver(cfg, store, pending, factory, console, emit, where, observer=observer)
+        wall = driver.run()
+        factory.after_run(driver.fleet.handles(), console, emit)
         return wall
     finally:
-        for s in slots:
-            s.handle.kill()
-        release(pg, owned)
-
-
-def start_replicas(factory: ReplicaFactory, pg, replicas: int, ready_timeout: float, console,
-                   where: str) -> list[ReplicaSlot]:
-    """Start every replica in its bundles and wait until each has loaded its model."""
-    import ray
-
-    slots = [ReplicaSlot(i, factory.start(pg, i)) for i in range(replicas)]
-    try:
-        t0 = time.perf_counter()
-        left = {s.handle.ready.remote(): s for s in slots}
-        while left:
-            ready, _ = ray.wait(list(left), num_returns=1,
-                                timeout=max(0.0, ready_timeout - (time.perf_counter() - t0)))
-            if not ready:
-                raise ConfigError(f"{len(left)} of {replicas} {factory.unit} did not load the "
-                                  f"model within {ready_timeout:g} s on {where}")
-            for ref in ready:
-                s = left.pop(ref)
-                try:
-                    s.info = factory.ready_info(s.handle, ray.get(ref))
-                except ray.exceptions.RayError as e:
-                    raise ConfigError(f"replica {s.rid} could not start on {where}: "
-                                      f"{short_error(e)}") from None
-    except BaseException:
-        for s in slots:
-            s.handle.kill()
-        raise
-    console.print(f"{replicas} {factory.label} of {factory.kind()} on {where}, model loaded in "
-                  f"{time.perf_counter() - t0:.1f} s", highlight=False)
-    for s in slots:
-        for line in factory.describe(s.rid, s.info):
-            console.print(line, highlight=False)
-    return slots
+        if driver is not None:
+            driver.fleet.stop()
+        if ex.autoscale:
+            ask_autoscaler([])      # withdraw the request: the autoscaler may scale down
+        release(driver.fleet.groups() if driver else None, owned)
 
 
 class Driver:
     """The sampling loop: assign batches, wait for any result, write it, handle faults.
 
     In flight, by ObjectRef: ("run", (ticket, samples)) -> store rows; ("gen", ...) ->
-    SampleResults of a code batch, which then go to a ("score", ...) CPU task; ("ping", rid) ->
-    a replica's ready() while it is being brought back."""
+    SampleResults of a code batch, which then go to a ("score", ...) CPU task; the fleet's
+    ("pg" | "load" | "ping", n) refs (jobs/fleet.py)."""
 
-    def __init__(self, cfg, store, pending, slots: list[ReplicaSlot], max_in_flight: int,
-                 console, emit: Event, replica_timeout: float = 1800.0, observer=None):
+    def __init__(self, cfg, store, pending, factory: ReplicaFactory, console, emit: Event,
+                 where: str, observer=None):
+        ex = cfg.execution
         self.cfg, self.store, self.console, self.emit = cfg, store, console, emit
         self.observer = observer
         self.method = cfg.method.method
-        self.sched = Scheduler(pending, cfg.generate_bs, max_in_flight=max_in_flight)
-        self.slots = {s.rid: s for s in slots}
-        for rid in self.slots:
-            self.sched.add_replica(rid)
+        self.sched = Scheduler(pending, cfg.generate_bs,
+                               max_in_flight=factory.in_flight(ex.max_in_flight))
         self.total = len(pending)
-        self.replica_timeout = replica_timeout
         self.inflight: dict[Any, tuple[str, Any]] = {}
-        self.correct = self.written = 0
-        self.last_error = ""
-        self.advance: Callable[[int], None] = lambda n: None
+        self.fleet = Fleet(factory, ex.replicas, where, inflight=self.inflight, console=console,
+                           emit=emit, placement_timeout=ex.placement_timeout,
+                           ready_timeout=ex.ready_timeout, is_config_error=is_config_error,
+                           describe_error=short_error)
+        self.monitor = Monitor(console, store, self.total, prior=store.counts(),
+                               every_s=ex.progress_every, replicas=ex.replicas)
+        self.scorer = None
+        self.scoring_resource = ex.scoring_resource
 
     # ----- the loop ------------------------------------------------------------------------
-    def run(self, n_done: int = 0) -> float:
+    def run(self) -> float:
         import ray
 
-        from latentmas_ray.progress import progress_bar
-
-        if n_done:      # the running accuracy counts what earlier sessions finished
-            prior = self.store.read().column("correct").to_pylist()
-            self.correct, self.written = sum(1 for c in prior if c), len(prior)
-        start = time.perf_counter()
-        with progress_bar(self.console, "samples", total=self.total,
-                          extra=lambda: f"acc {self.correct / max(self.written, 1):.1%}") as advance:
-            self.advance = advance
+        self.fleet.place_all()
+        start = None
+        with self.monitor.running():
             while not self.sched.finished:
-                self.submit()
-                self.check_alive()
-                ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_S)
+                self.fleet.tick()
+                self.join()
+                if self.fleet.started:
+                    if start is None:      # rates count from the first replicas' start
+                        start = self.monitor.t0 = time.perf_counter()
+                    self.submit()
+                if not self.inflight and self.fleet.next_due() == float("inf"):
+                    raise LatentMASError("no live replica and nothing in flight (this is a bug)")
+                timeout = min(POLL_S, self.fleet.next_due())
+                ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
+                if ready:   # take every result already there, not one per turn
+                    ready, _ = ray.wait(list(self.inflight), num_returns=len(self.inflight),
+                                        timeout=0)
                 for ref in ready:
                     kind, what = self.inflight.pop(ref)
-                    if kind == "ping":
-                        self.on_ping(ref, what)
+                    if kind in ("pg", "load", "ping"):
+                        self.fleet.on_ref(kind, ref, what)
                     else:
                         self.on_result(ref, kind, *what)
-        return time.perf_counter() - start
+                self.monitor.tick(len(self.sched.live_replicas()))
+        return time.perf_counter() - (start or time.perf_counter())
+
+    def join(self) -> None:
+        """Replicas the fleet brought up since the last turn get work (after the start)."""
+        if not self.fleet.started:
+            return
+        for rid, new in self.fleet.joined:
+            if new:
+                self.sched.add_replica(rid)
+            else:
+                self.sched.replica_up(rid)
+        self.fleet.joined.clear()
 
     def submit(self) -> None:
         for ticket, samples in self.sched.assign():
-            h = self.slots[ticket.replica].handle
+            h = self.fleet.slots[ticket.replica].handle
             if any(s.kind == "code" for s in samples):
                 self.inflight[h.generate.remote(samples)] = ("gen", (ticket, samples))
             else:
                 self.inflight[h.run.remote(samples)] = ("run", (ticket, samples))
-
-    def check_alive(self) -> None:
-        """Stop when no replica can come back; a bug if there is nothing to wait for."""
-        if not self.sched.live_replicas():
-            if all(s.dead for s in self.slots.values()):
-                raise LatentMASError(
-                    f"all {len(self.slots)} replicas died ({self.last_error}); finished samples "
-                    "are saved, rerun the same command to resume")
-            since = [s.ping_since for s in self.slots.values()
-                     if not s.dead and s.ping_since is not None]
-            if since and time.perf_counter() - min(since) > self.replica_timeout:
-                raise LatentMASError(
-                    f"no replica came back within {self.replica_timeout:g} s ({self.last_error}); "
-                    "the cluster cannot place them (see `ray status`); finished samples are "
-                    "saved, rerun the same command to resume")
-        if not self.inflight:
-            raise LatentMASError("no live replica and nothing in flight (this is a bug)")
 
     # ----- results -------------------------------------------------------------------------
     def on_result(self, ref, kind: str, ticket, samples) -> None:
@@ -234,38 +227,55 @@ class Driver:
         try:
             value = ray.get(ref)
         except RayActorError as e:          # the replica died or restarts
-            self.last_error = short_error(e)
-            self.lose(ticket.replica, self.last_error)
+            self.lose(ticket.replica, short_error(e))
             return
         except RayTaskError as e:           # the method or the scorer raised ...
-            self.last_error = short_error(e)
+            why = short_error(e)
+            if is_config_error(e):          # deterministic: stop, do not retry
+                raise ConfigError(why.removeprefix("ConfigError: ")) from None
             # ... or could not fetch its input because the actor that made it died (a
-            # disaggregated role's memory): a loss, not the batch's fault
+            # disaggregated role's memory): a loss, not the batch's fault; or the replica's
+            # device / engine broke: not the batch's fault either
             lost = isinstance(getattr(e, "cause", None), ray.exceptions.ObjectLostError)
-            self.give_up(self.sched.failed(ticket, self.last_error, lost=lost))
+            fault = kind != "score" and any(m in str(e) for m in REPLICA_FAULTS)
+            if fault:
+                self.sched.strike(ticket.replica)
+            self.give_up(self.sched.failed(ticket, why, lost=lost or fault))
+            self.check_health(why)
             return
         except RayError as e:               # lost objects, dead workers, ...
-            self.last_error = short_error(e)
-            self.give_up(self.sched.failed(ticket, self.last_error, lost=True))
+            self.give_up(self.sched.failed(ticket, short_error(e), lost=True))
             return
         if kind == "gen":
             if self.sched.generated(ticket):     # the replica is free; score on a CPU worker
-                from actors.common import score_task
-                score = score_task().remote(samples, ref, self.cfg.scoring, self.method, 1)
+                score = self.score_task().remote(samples, ref, self.cfg.scoring, self.method, 1)
                 self.inflight[score] = ("score", (ticket, samples))
+            self.check_health("")
             return
         if self.sched.complete(ticket):          # "run" and "score" carry store rows
             self.write(value)
             self.emit("batch", {"replica": ticket.replica, "ids": [s.id for s in samples],
                                 "scored_by": "cpu_task" if kind == "score" else "replica"})
+            self.check_health("")
+
+    @staticmethod
+    def score_options(resource: str) -> dict[str, Any]:
+        """Ray options of a scoring task: one unit of the scoring resource ("any": none)."""
+        return {} if resource == "any" else {"resources": {resource: 1}}
+
+    def score_task(self):
+        if self.scorer is None:
+            from actors.common import score_task
+            opts = self.score_options(self.scoring_resource)
+            self.scorer = score_task().options(**opts) if opts else score_task()
+        return self.scorer
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         self.store.append(rows)
         if self.observer:
             self.observer.on_rows(rows)
-        self.correct += sum(1 for r in rows if r["correct"])
-        self.written += len(rows)
-        self.advance(len({r["id"] for r in rows}))       # samples, not their K completion rows
+        k = self.cfg.method.num_return_sequences     # progress counts samples, not K rows each
+        self.monitor.add(len({r["id"] for r in rows}), sum(1 for r in rows if r["correct"]) / k)
 
     def give_up(self, samples) -> None:
         """Samples the scheduler will not retry become error rows (recorded, not lost)."""
@@ -282,41 +292,17 @@ class Driver:
 
     # ----- replicas going and coming back --------------------------------------------------
     def lose(self, rid: int, why: str) -> None:
-        s = self.slots[rid]
         if rid in self.sched.live_replicas():
             self.give_up(self.sched.replica_down(rid))
             self.console.print(f"[yellow]replica {rid} lost[/] ({why}); its batches go to the "
                                "others; waiting for it to restart", highlight=False)
             self.emit("replica_down", {"replica": rid, "error": why})
-        if not s.dead and s.ping_since is None:
-            self.ping(s)
+        self.fleet.lose(rid)
 
-    def ping(self, s: ReplicaSlot) -> None:
-        s.ping_since = time.perf_counter()
-        self.inflight[s.handle.ready.remote()] = ("ping", s.rid)
-
-    def on_ping(self, ref, rid: int) -> None:
-        import ray
-        from ray.exceptions import RayActorError, RayError
-
-        s = self.slots[rid]
-        s.ping_since = None
-        try:
-            s.info = ray.get(ref)
-        except RayActorError as e:
-            if isinstance(e, ray.exceptions.ActorDiedError):
-                s.dead = True           # restarts exhausted or unplaceable
-                self.last_error = short_error(e)
-                self.console.print(f"[red]replica {rid} is gone[/]: {self.last_error}",
-                                   highlight=False)
-            else:                       # still restarting: ask again
-                time.sleep(RETRY_PING_S)
-                self.ping(s)
-            return
-        except RayError as e:
-            s.dead = True
-            self.last_error = short_error(e)
-            return
-        self.sched.replica_up(rid)
-        self.console.print(f"replica {rid} is back (pid {s.info.get('pid')})", highlight=False)
-        self.emit("replica_up", {"replica": rid, "info": dict(s.info)})
+    def check_health(self, why: str) -> None:
+        """Replace the replicas the scheduler finds broken (see Scheduler.unhealthy)."""
+        for rid in self.sched.unhealthy(STRIKES):
+            self.give_up(self.sched.replica_down(rid))
+            self.emit("replica_down", {"replica": rid, "error": why or "unhealthy"})
+            self.fleet.replace(rid, "unhealthy: its batches failed and succeeded elsewhere"
+                                    + (f"; last: {why}" if why else ""))

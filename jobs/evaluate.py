@@ -49,7 +49,7 @@ def evaluate(cfg: RunConfig, console) -> int:
     from latentmas_ray.models import resolve_model
     from latentmas_ray.observe import open_observer
     from latentmas_ray.prompts import load_prompt_file
-    from latentmas_ray.store import RunStore, run_id, summarize
+    from latentmas_ray.store import RunStore, run_id
     from latentmas_ray.tasks.registry import load_task
 
     check_before_start(cfg)
@@ -74,7 +74,8 @@ def evaluate(cfg: RunConfig, console) -> int:
                   f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
                   highlight=False)
     with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
-        prior = store.read().select(["correct", "generated_tokens"]).to_pylist() if done else []
+        prior = (store.read().select(["correct", "generated_tokens"]).to_pylist()
+                 if done and observer.wants_rows else [])
         observer.on_start(cfg.to_dict(), prior)
         if cfg.execution.ray:
             wall = run_on_ray(cfg, task, store, model_path, prompts, console=console,
@@ -83,13 +84,14 @@ def evaluate(cfg: RunConfig, console) -> int:
             wall = run_in_process(cfg, store, pending, model_path, prompts, console,
                                   n_done=len(done), observer=observer)
 
-        table = store.consolidate(order=[s.id for s in task.samples])
+        # streamed: neither step holds the run's table in memory (W&B's per-sample table aside)
+        store.consolidate(order=[s.id for s in task.samples], read_back=False)
         summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
                    "data": task.source,
                    "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
-                   **summarize(table, wall)}
+                   **store.summary(wall)}
         store.write_summary(summary)
-        observer.on_end(summary, table.to_pylist())
+        observer.on_end(summary, store.read().to_pylist() if observer.wants_rows else [])
     rate = f", {len(pending) / wall:.2f} samples/s" if wall else ""
     console.print(f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['samples']}), "
                   f"{summary['mean_generated_tokens']:.0f} generated tokens/sample, "

@@ -71,6 +71,8 @@ class ReplicaFactory:
         return int(max(os.cpu_count() or 1, need)) + 1
 
     def start(self, pg, replica: int):
+        """Start replica number `replica` (unique over the run: a replacement gets a new one)
+        in `pg`, the placement group holding this replica's bundles only (index 0 onwards)."""
         raise NotImplementedError
 
     def actor_options(self, pg, bundle_index: int, **kw) -> dict[str, Any]:
@@ -105,6 +107,9 @@ class ReplicaFactory:
         """Run once every replica is ready; what it returns joins the "ready" event."""
         return {}
 
+    def adopt(self, handle) -> None:
+        """A replica that became ready after `after_ready` (placed late, or a replacement)."""
+
     def after_run(self, handles: list, console, emit) -> None:
         """Run when the samples are done, before the replicas are stopped."""
 
@@ -114,7 +119,7 @@ class HFFactory(ReplicaFactory):
         from actors.common import ActorGroup, remote_form
         from actors.hf_actor import HFReplica
 
-        actor = remote_form(HFReplica).options(**self.actor_options(pg, replica)).remote(
+        actor = remote_form(HFReplica).options(**self.actor_options(pg, 0)).remote(
             self.cfg_dict, self.model_path, self.prompts, self.actor_threads)
         return ActorGroup.single("hf", actor)
 
@@ -125,7 +130,7 @@ class VLLMFactory(ReplicaFactory):
 
         return start_vllm_replica(self.cfg_dict, self.model_path, self.prompts, gpus=self.gpus,
                                   cpus=self.cpus, vllm_options=self.cfg.execution.vllm.to_dict(),
-                                  placement_group=pg, bundle_index=replica,
+                                  placement_group=pg, bundle_index=0,
                                   max_restarts=self.max_restarts)
 
 
@@ -145,4 +150,4 @@ class HybridFactory(ReplicaFactory):
             self.cfg_dict, self.model_path, self.prompts, hf_gpus=self.gpus * (1 - share),
             vllm_gpus=self.gpus * share, hf_cpus=self.cpus, vllm_cpus=1.0,
             hf_threads=self.actor_threads, vllm_options=self.cfg.execution.vllm.to_dict(),
-            placement_group=pg, bundle_index=replica, max_restarts=self.max_restarts)
+            placement_group=pg, bundle_index=0, max_restarts=self.max_restarts)

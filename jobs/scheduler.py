@@ -22,6 +22,13 @@ Life of a batch (a run of consecutive pending samples, at most `batch_size` of t
   (a recorded error, never a crashed run). Replica losses count separately (`max_losses`),
   since a node going away is not the batch's fault; a batch that keeps killing its replica is
   treated like one that keeps raising.
+- Broken replicas: a batch that raised on replica R goes preferably to another replica; when
+  it then succeeds there, R gets a strike (the batch was fine, R was not). A success on R
+  clears its strikes. `unhealthy(k)` names the live replicas with k strikes, or with a long
+  run of failures and no success (a lone replica has nobody to be compared with); the driver
+  replaces them. Split halves do not inherit a batch's failures, so one bad sample never
+  strikes the replicas it failed on.
+- Memory: a finished batch drops its samples; a given-up sample's error is kept by id.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class Batch(Generic[S]):
     last_error: str = ""
     state: str = "queued"      # queued | generating | scoring | done | split | given_up
     ticket: "Ticket | None" = None
+    failed_on: set = field(default_factory=set)   # replicas where this batch raised
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class Replica:
     up: bool = True
     generating: set[int] = field(default_factory=set)   # Ticket.serial of batches running here
     batches_done: int = 0
+    strikes: int = 0        # batches that raised here and then succeeded elsewhere, or faults
+    fails_in_a_row: int = 0
 
 
 class Scheduler(Generic[S]):
@@ -84,6 +94,7 @@ class Scheduler(Generic[S]):
         self.total = len(todo)
         self.completed_ids: set[str] = set()     # accepted by complete() or given up
         self.given_up_ids: set[str] = set()
+        self.given_up_errors: dict[str, str] = {}
 
     # ----- construction helpers -------------------------------------------------------------
     def _new_batch(self, samples: list[S], errors: int = 0, losses: int = 0) -> Batch[S]:
@@ -140,12 +151,39 @@ class Scheduler(Generic[S]):
                 # A second (third...) slot only while every live replica can still get work.
                 if self.in_flight(rid) >= 1 and len(self.queue) < len(live):
                     continue
-                b = self.batches[self.queue.popleft()]
+                b = self.batches[self._take_for(rid, live)]
                 t = Ticket(b.key, next(self._serials), rid)
                 b.state, b.ticket = "generating", t
                 self.replicas[rid].generating.add(t.serial)
                 out.append((t, list(b.samples)))
         return out
+
+    def _take_for(self, rid: Hashable, live: list[Hashable]) -> int:
+        """The first queued batch (of the next few) that has not failed on `rid`; the front one
+        when all of those have, unless another live replica could take it later."""
+        for i, key in enumerate(itertools.islice(self.queue, 8)):
+            if rid not in self.batches[key].failed_on:
+                del self.queue[i]
+                return key
+        return self.queue.popleft()
+
+    def unhealthy(self, strikes: int = 3, in_a_row: int = 8) -> list[Hashable]:
+        """Live replicas that look broken (see the module's doc)."""
+        return [rid for rid, r in self.replicas.items()
+                if r.up and (r.strikes >= strikes or r.fails_in_a_row >= in_a_row)]
+
+    def strike(self, rid: Hashable) -> None:
+        """A fault of the replica itself (a device error, a dead engine)."""
+        if rid in self.replicas:
+            self.replicas[rid].strikes += 1
+
+    def _succeeded(self, b: Batch[S], rid: Hashable) -> None:
+        rep = self.replicas[rid]
+        rep.strikes = rep.fails_in_a_row = 0
+        for other in b.failed_on - {rid}:
+            if other in self.replicas:
+                self.replicas[other].strikes += 1
+        b.failed_on = set()
 
     # ----- outcomes -------------------------------------------------------------------------
     def _current(self, t: Ticket, *states: str) -> Batch[S] | None:
@@ -168,6 +206,7 @@ class Scheduler(Generic[S]):
         self._release(t)
         b.state = "scoring"
         self.replicas[t.replica].batches_done += 1
+        self._succeeded(b, t.replica)
         return True
 
     def complete(self, t: Ticket) -> bool:
@@ -181,7 +220,7 @@ class Scheduler(Generic[S]):
         ids = {s.id for s in b.samples}
         assert not ids & self.completed_ids, "a sample would be completed twice"
         self.completed_ids |= ids
-        b.state, b.ticket = "done", None
+        b.state, b.ticket, b.samples = "done", None, []
         return True
 
     def failed(self, t: Ticket, error: str, *, lost: bool = False) -> list[S]:
@@ -194,6 +233,9 @@ class Scheduler(Generic[S]):
         self._release(t)
         if lost:
             return self._lose(b, error)
+        b.failed_on.add(t.replica)
+        if t.replica in self.replicas:
+            self.replicas[t.replica].fails_in_a_row += 1
         b.errors += 1
         b.last_error = error
         if b.errors < self.max_attempts:
@@ -217,13 +259,16 @@ class Scheduler(Generic[S]):
             first = self._new_batch(b.samples[:half])
             self._enqueue(second, front=True)
             self._enqueue(first, front=True)
+            b.samples = []
             return []
         b.state, b.ticket = "given_up", None
         ids = {s.id for s in b.samples}
         assert not ids & self.completed_ids
         self.completed_ids |= ids
         self.given_up_ids |= ids
-        return list(b.samples)
+        self.given_up_errors.update(dict.fromkeys(ids, b.last_error))
+        samples, b.samples = list(b.samples), []
+        return samples
 
     # ----- state ----------------------------------------------------------------------------
     @property
@@ -235,10 +280,7 @@ class Scheduler(Generic[S]):
         return self.total - len(self.completed_ids)
 
     def error_of(self, sample_id: str) -> str:
-        for b in self.batches.values():
-            if b.state == "given_up" and any(s.id == sample_id for s in b.samples):
-                return b.last_error
-        return ""
+        return self.given_up_errors.get(sample_id, "")
 
     def check(self) -> None:
         """Invariant: every pending sample is in exactly one live (queued / running) batch."""

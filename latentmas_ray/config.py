@@ -198,9 +198,24 @@ class ExecutionConfig:
     # 2: one batch runs while the next waits, so a replica never idles between batches
     max_in_flight: int = field(default=2, metadata=flag(
         "batches queued or running per replica (default 2: one runs, one waits)"))
-    placement_timeout: float = field(default=60.0, metadata=flag(
-        "seconds to wait for the cluster to free (or an autoscaler to add) the resources the "
-        "replicas need (default 60)"))
+    # 900 s: a cloud GPU node takes minutes to boot, pull the image and join
+    placement_timeout: float = field(default=900.0, metadata=flag(
+        "seconds to wait until at least one replica is placed (the cluster frees, or an "
+        "autoscaler adds, what a replica needs); the rest keep being placed during the run "
+        "(default 900)"))
+    autoscale: bool = field(default=False, metadata=flag(
+        "the cluster has an autoscaler: ask it for the replicas' resources "
+        "(ray.autoscaler.sdk.request_resources) and wait for nodes instead of failing when the "
+        "nodes alive now cannot hold the replicas (cluster/cluster.yaml, cluster/rayjob.yaml)"))
+    # a custom resource declared on the head / CPU workers only, so untrusted code never runs
+    # beside a GPU replica
+    scoring_resource: str = field(default="scoring", metadata=flag(
+        "custom Ray resource that code-scoring tasks need, one unit each (default scoring: "
+        "declare it on the head or CPU workers, e.g. ray start --resources '{\"scoring\": 4}'); "
+        "'any' scores on any node's CPUs, GPU nodes included"))
+    progress_every: float = field(default=10.0, metadata=flag(
+        "seconds between plain progress lines when the output is not a terminal (ray job "
+        "logs) and between updates of summary.json during the run (default 10)"))
     # a 14B model from a network disk can take many minutes to load
     ready_timeout: float = field(default=1800.0, metadata=flag(
         "seconds a replica may take to load its model, or to come back after a crash "
@@ -242,6 +257,9 @@ class ExecutionConfig:
                f"--num_gpus_per_replica must be >= 0, got {self.num_gpus_per_replica}")
         _check(self.placement_timeout > 0,
                f"--placement_timeout must be > 0, got {self.placement_timeout}")
+        _check(self.progress_every > 0,
+               f"--progress_every must be > 0, got {self.progress_every}")
+        _check(bool(self.scoring_resource.strip()), "--scoring_resource must not be empty")
         _check(self.ready_timeout > 0, f"--ready_timeout must be > 0, got {self.ready_timeout}")
         _check(self.max_restarts >= 0, f"--max_restarts must be >= 0, got {self.max_restarts}")
         _check(self.placement in PLACEMENTS,

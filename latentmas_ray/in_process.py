@@ -25,8 +25,7 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
         import torch
         torch.set_num_threads(cfg.execution.torch_threads)
     evaluator = Evaluator.for_config(cfg, model_path, prompts)
-    prior = store.read().column("correct").to_pylist() if n_done else []
-    correct, written = sum(1 for c in prior if c), len(prior)
+    written, correct = store.counts() if n_done else (0, 0)   # two columns read, not the rows
     start = time.perf_counter()
     with progress_bar(console, "samples", total=len(pending),
                       extra=lambda: f"acc {correct / max(written, 1):.1%}") as advance:

@@ -32,6 +32,9 @@ TABLE_COLUMNS = ("id", "correct", "prediction", "gold", "extracted", "generated_
 class RunObserver:
     """Does nothing: the observer of a run nobody watches. Subclasses override the hooks."""
 
+    # whether on_start / on_end need the run's rows (reading them costs memory in a long run)
+    wants_rows = False
+
     def on_start(self, config: dict[str, Any], prior: list[dict[str, Any]]) -> None:
         """config: RunConfig.to_dict() (output set); prior: rows finished in earlier sessions
         (at least `correct` and `generated_tokens`), so running numbers cover the whole run."""
@@ -75,6 +78,8 @@ class WandbObserver(RunObserver):
     and a per-sample table. WANDB_MODE=offline (or `disabled`) is honoured as wandb does it;
     the run's files go to $WANDB_DIR, else into the run folder (RUN_DIR/wandb/, where
     `wandb sync` uploads an offline run later)."""
+
+    wants_rows = True
 
     def __init__(self, project: str, *, run_name: str | None = None, group: str | None = None):
         self.project, self.run_name, self.group = project, run_name, group

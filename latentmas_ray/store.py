@@ -21,48 +21,20 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import atomic_open, atomic_write_text
 from .errors import ConfigError, DataError
-from .passk import completion_scores
+from .schema import SCHEMA, columns_in, conform, conform_column
+from .summary import COMPLETION_COLUMNS, Totals, completion_scores, summarize
 
-AGENT_TYPE = pa.struct([
-    ("role", pa.string()), ("name", pa.string()),
-    ("input_ids", pa.list_(pa.int32())), ("output_ids", pa.list_(pa.int32())),
-    ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
-    ("latent_steps", pa.int32()), ("seconds", pa.float64()),
-])
-HOP_TYPE = pa.struct([
-    ("src", pa.string()), ("dst", pa.string()), ("payload", pa.string()),
-    ("bytes", pa.int64()), ("ms", pa.float64()),
-])
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("task", pa.string()), ("method", pa.string()),
-    ("sample_index", pa.int32()),           # completion 0..K-1 of the sample (0 before K existed)
-    ("prediction", pa.string()), ("gold", pa.string()), ("correct", pa.bool_()),
-    ("extracted", pa.string()), ("error", pa.string()),
-    ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
-    ("latent_steps", pa.int32()), ("seconds", pa.float64()),
-    ("agents", pa.list_(AGENT_TYPE)),
-    ("hops", pa.list_(HOP_TYPE)),           # transfers between actors (empty in one process)
-])
+__all__ = ["RunStore", "SCHEMA", "comparable_config", "run_id", "summarize"]
+
 # Fields of config.json that may change between a run and its resumption: they do not change
 # any sample's result (batches are padded so results are batch-invariant; where and how a run
 # executes, `execution`, never changes a result; on_bad_row only which rows load).
 RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs", "execution", "on_bad_row")
-
-
-def _conform(table: pa.Table) -> pa.Table:
-    """A table in SCHEMA: columns a part written by an older version lacks are added empty
-    (null), so a run started before a column existed still resumes and reports."""
-    for name in SCHEMA.names:
-        if name not in table.column_names:
-            # a part from before K completions holds completion 0 of each sample
-            fill = (pa.array([0] * len(table), pa.int32()) if name == "sample_index"
-                    else pa.nulls(len(table), SCHEMA.field(name).type))
-            table = table.append_column(SCHEMA.field(name), fill)
-    return table.select(SCHEMA.names).cast(SCHEMA)
 
 
 # Fields added after runs were stored, with the value that reproduces the older behaviour: at
@@ -152,13 +124,16 @@ class RunStore:
         files = sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
         if not files:
             merged = self.dir / "samples.parquet"
-            return _conform(pq.read_table(merged)) if merged.exists() else SCHEMA.empty_table()
-        table = pa.concat_tables([_conform(pq.read_table(f)) for f in files])
+            return conform(pq.read_table(merged)) if merged.exists() else SCHEMA.empty_table()
+        table = pa.concat_tables([conform(pq.read_table(f)) for f in files])
         keys = list(zip(table.column("id").to_pylist(), table.column("sample_index").to_pylist()))
         last = {key: i for i, key in enumerate(keys)}
         if len(last) != len(keys):
             table = table.take(sorted(last.values()))
         return table
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
 
     def completions(self) -> int:
         """K, the run's completions per sample (1 without a config or before K existed)."""
@@ -183,19 +158,77 @@ class RunStore:
             out.update(torch.load(f, map_location="cpu", weights_only=True))
         return out
 
-    def done_ids(self) -> set[str]:
-        """Samples whose K completions are all stored (a sample with some missing reruns; its
-        completions are seeded one by one, so the rerun rewrites the same ones)."""
-        table, k = self.read(), self.completions()
-        if k == 1:
-            return set(table.column("id").to_pylist())
-        have: dict[str, set[int]] = {}
-        for sid, j in zip(table.column("id").to_pylist(), table.column("sample_index").to_pylist()):
-            have.setdefault(sid, set()).add(j)
-        return {sid for sid, js in have.items() if js.issuperset(range(k))}
 
-    def consolidate(self, order: Iterable[str] | None = None) -> pa.Table:
-        """Rewrite samples.parquet from the parts, in `order` (the task's sample order)."""
+    def _column(self, name: str) -> pa.ChunkedArray:
+        """One column of every finished row (Arrow column projection: the other columns, token
+        ids included, are never read). Duplicates are not removed (there are none: see read)."""
+        files = self.part_files()
+        if not files:
+            merged = self.dir / "samples.parquet"
+            if not merged.exists():
+                return pa.chunked_array([], SCHEMA.field(name).type)
+            files = [merged]
+        return pa.chunked_array([c for f in files
+                                 for c in conform_column(pq.read_table(f, columns=columns_in(f, name)),
+                                                          name).chunks],
+                                SCHEMA.field(name).type)
+
+    def done_ids(self) -> set[str]:
+        """Samples whose K completions are all stored, read from the id and sample_index
+        columns only (a sample with some missing reruns; its completions are seeded one by one,
+        so the rerun rewrites the same ones)."""
+        ids, k = self._column("id"), self.completions()
+        if k == 1:
+            return set(ids.to_pylist())
+        have = pa.table({"id": ids, "j": self._column("sample_index").fill_null(0)}).group_by(
+            "id").aggregate([("j", "count_distinct")])
+        return {sid for sid, n in zip(have.column("id").to_pylist(),
+                                      have.column("j_count_distinct").to_pylist()) if n >= k}
+
+    def counts(self) -> tuple[int, int]:
+        """(finished samples, correct ones), read from two columns only."""
+        ids, correct = self._column("id"), self._column("correct")
+        if pc.count_distinct(ids).as_py() != len(ids):      # an id written twice: rare, exact
+            table = self.read()
+            ids, correct = table.column("id"), table.column("correct")
+        return len(ids), int(pc.sum(correct.fill_null(False).cast(pa.int64())).as_py() or 0)
+
+    def consolidate(self, order: Iterable[str] | None = None, *,
+                    read_back: bool = True) -> pa.Table | None:
+        """Rewrite samples.parquet from the parts, in `order` (the task's sample order).
+
+        Streams: each part is read, reordered and written on its own, so memory holds one part
+        (plus the id column) however long the run. Parts hold runs of consecutive samples, so
+        sorting the parts by their first sample and each part's rows gives the task's order; in
+        the rare case it does not (a resumed run that changed --generate_bs, an id written
+        twice) the whole table is sorted in memory as before. Returns the table when
+        `read_back` (a run's end passes False and reads it with the streaming `summary()`)."""
+        files = self.part_files()
+        if not files:
+            return self.read() if read_back else None
+        order_arr = pa.array(list(order) if order is not None else [], pa.string())
+        plan, seen = [], 0
+        for f in files:
+            ids = conform_column(pq.read_table(f, columns=columns_in(f, "id")), "id")
+            pos = pc.index_in(ids, value_set=order_arr).to_numpy(zero_copy_only=False)
+            pos = [int(p) if p == p and p is not None else len(order_arr) + seen + i
+                   for i, p in enumerate(pos)]
+            seen += len(pos)
+            idx = sorted(range(len(pos)), key=pos.__getitem__)
+            plan.append((pos[idx[0]], pos[idx[-1]], f, idx))
+        plan.sort(key=lambda p: p[0])
+        n_ids = sum(len(p[3]) for p in plan)
+        ordered = all(a[1] < b[0] for a, b in zip(plan, plan[1:]))
+        if not ordered or pc.count_distinct(self._column("id")).as_py() != n_ids:
+            self._consolidate_in_memory(order)
+            return conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
+        with atomic_open(self.dir / "samples.parquet", "wb") as out:
+            with pq.ParquetWriter(out, SCHEMA) as writer:
+                for _, _, f, idx in plan:
+                    writer.write_table(conform(pq.read_table(f)).take(idx))
+        return conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
+
+    def _consolidate_in_memory(self, order: Iterable[str] | None) -> None:
         table = self.read()
         if order is not None:
             pos = {sid: i for i, sid in enumerate(order)}
@@ -205,40 +238,23 @@ class RunStore:
                                       key=lambda i: (pos.get(ids[i], len(pos) + i), js[i])))
         with atomic_open(self.dir / "samples.parquet", "wb") as f:
             pq.write_table(table, f)
-        return table
+
+    def summary(self, wall_seconds: float | None = None) -> dict[str, Any]:
+        """`summarize` over samples.parquet (or the parts when not consolidated yet), streamed
+        batch by batch with Arrow compute: no row becomes a Python object."""
+        merged = self.dir / "samples.parquet"
+        totals = Totals()
+        files = [merged] if merged.exists() else self.part_files()
+        for f in files:
+            pf = pq.ParquetFile(f)
+            cols = [c for c in Totals.COLUMNS if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=4096, columns=cols):
+                totals.add(pa.Table.from_batches([batch]))
+        out = totals.result(wall_seconds)
+        if self.completions() > 1:      # pass@k, maj@k from a few small columns
+            small = pa.table({c: self._column(c) for c in COMPLETION_COLUMNS})
+            out.update(completion_scores(small.to_pylist()))
+        return out
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-
-
-def summarize(table: pa.Table, wall_seconds: float | None = None) -> dict[str, Any]:
-    rows = table.to_pylist()
-    n = len(rows)
-    correct = sum(bool(r["correct"]) for r in rows)
-    mean = (lambda key: sum(r[key] or 0 for r in rows) / n) if n else (lambda key: 0.0)
-    by_role: dict[str, list[int]] = {}
-    hops: dict[str, list[tuple[int, float]]] = {}
-    for r in rows:
-        for a in r["agents"] or []:
-            by_role.setdefault(a["role"], []).append(a["generated_tokens"] or 0)
-        for h in r.get("hops") or []:
-            hops.setdefault(f"{h['src']}->{h['dst']} ({h['payload']})", []).append(
-                (h["bytes"] or 0, h["ms"] or 0.0))
-    out = {
-        "samples": n,
-        "correct": correct,
-        "accuracy": correct / n if n else 0.0,
-        "errors": sum(1 for r in rows if r["error"]),
-        "mean_generated_tokens": mean("generated_tokens"),
-        "mean_prompt_tokens": mean("prompt_tokens"),
-        "mean_latent_steps": mean("latent_steps"),
-        "mean_seconds_per_sample": mean("seconds"),
-        "mean_generated_tokens_by_agent": {k: sum(v) / len(v) for k, v in by_role.items()},
-        "wall_seconds_this_session": wall_seconds,
-    }
-    out.update(completion_scores(rows))       # K > 1: pass@k, maj@k (latentmas_ray/passk.py)
-    if hops:   # per hop: mean bytes and milliseconds per sample
-        out["hops"] = {k: {"mean_bytes": sum(b for b, _ in v) / len(v),
-                           "mean_ms": sum(t for _, t in v) / len(v), "samples": len(v)}
-                       for k, v in hops.items()}
-    return out

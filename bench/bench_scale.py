@@ -1,0 +1,132 @@
+"""The driver measured alone: N samples over R stand-in replicas (bench/stand_in.py: a fixed
+sleep per batch, well-formed rows, no model) on a local Ray, in this process. Prints
+
+    driver CPU ms/sample   this process's CPU time over the sampling loop / samples
+    peak driver RSS        this process's maximum resident set (ru_maxrss)
+    efficiency             throughput / (R x one replica's = generate_bs / latency)
+    consolidate + report   samples.parquet rewritten and summary.json computed (streamed)
+
+    python bench/bench_scale.py --samples 100000 --replicas 32 --latency 0.2 --generate_bs 20
+    python bench/bench_scale.py --tiny --samples 5000      # the same with the tiny random model
+                                                           # (jobs.evaluate --ray --replicas 2)
+
+--tiny runs `python -m jobs.evaluate` as a child on a synthetic arc_easy file of --samples
+rows (baseline, 1 new token) and reports the child's peak RSS and time per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, hardware  # noqa: E402
+
+DEMO = REPO / "latentmas_ray" / "data" / "arc_easy_demo.jsonl"
+
+
+def synthetic_arc(n: int, folder: Path) -> Path:
+    """An arc_easy file of n rows (the demo's rows over and over; ids are line numbers)."""
+    rows = DEMO.read_text().splitlines()
+    path = folder / f"arc_easy_{n}.jsonl"
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(rows[i % len(rows)] + "\n")
+    return path
+
+
+def rss_mib(ru_maxrss_kib: int) -> float:
+    return ru_maxrss_kib / 1024
+
+
+def stand_in(args) -> dict:
+    from rich.console import Console
+
+    from bench.stand_in import StandInFactory
+    from jobs.driver import run_on_ray
+    from latentmas_ray.config import ExecutionConfig, MethodConfig, RunConfig
+    from latentmas_ray.store import RunStore
+    from latentmas_ray.tasks.registry import load_task
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    data = synthetic_arc(args.samples, tmp)
+    cfg = RunConfig(task="arc_easy", data=str(data), generate_bs=args.generate_bs,
+                    output=str(tmp / "run"), method=MethodConfig(method="baseline"),
+                    execution=ExecutionConfig(ray=True, replicas=args.replicas,
+                                              max_in_flight=args.max_in_flight,
+                                              progress_every=args.progress_every))
+    task = load_task("arc_easy", str(data))
+    store = RunStore(cfg.output)
+    store.open(cfg.to_dict())
+    factory = StandInFactory(cfg, args.latency, cpus=args.cpus_per_replica)
+    marks = {}
+
+    def on_event(kind, info):
+        if kind == "ready":
+            marks["cpu0"], marks["t0"] = time.process_time(), time.perf_counter()
+
+    wall = run_on_ray(cfg, task, store, None, {}, console=Console(stderr=True),
+                      on_event=on_event, factory=factory)
+    cpu = time.process_time() - marks["cpu0"]
+    t0 = time.perf_counter()
+    store.consolidate(order=[s.id for s in task.samples], read_back=False)
+    summary = store.summary(wall)
+    report_s = time.perf_counter() - t0
+    one = args.generate_bs / args.latency        # samples/s of one stand-in
+    rate = args.samples / wall
+    return {"mode": "stand-in", "samples": args.samples, "replicas": args.replicas,
+            "latency_s": args.latency, "generate_bs": args.generate_bs,
+            "wall_s": round(wall, 2), "samples_per_s": round(rate, 1),
+            "efficiency": round(rate / (args.replicas * one), 3),
+            "driver_cpu_ms_per_sample": round(cpu / args.samples * 1e3, 3),
+            "peak_driver_rss_mib": round(rss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), 1),
+            "consolidate_and_report_s": round(report_s, 2), "stored": summary["samples"]}
+
+
+def tiny(args) -> dict:
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_model import build_tiny_model_dir
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-tiny-"))
+    data = synthetic_arc(args.samples, tmp)
+    cmd = [sys.executable, "-m", "jobs.evaluate", "--model_name", build_tiny_model_dir(),
+           "--task", "arc_easy", "--data", str(data), "--method", "baseline",
+           "--max_new_tokens", "1", "--dtype", "float32", "--device", "cpu",
+           "--replicas", "2", "--torch_threads", "1", "--generate_bs", str(args.generate_bs),
+           "--output", str(tmp / "run")]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    total = time.perf_counter() - t0
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads((tmp / "run" / "summary.json").read_text())
+    wall = summary["wall_seconds_this_session"]
+    return {"mode": "tiny", "samples": args.samples, "replicas": 2,
+            "wall_s": round(wall, 2), "ms_per_sample": round(wall / args.samples * 1e3, 3),
+            "process_s": round(total, 1),
+            "peak_driver_rss_mib": round(rss_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss), 1),
+            "stored": summary["samples"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=100_000)
+    p.add_argument("--replicas", type=int, default=32)
+    p.add_argument("--latency", type=float, default=0.2, help="seconds per batch of a stand-in")
+    p.add_argument("--generate_bs", type=int, default=20)
+    p.add_argument("--max_in_flight", type=int, default=2)
+    p.add_argument("--cpus_per_replica", type=float, default=0.01)
+    p.add_argument("--progress_every", type=float, default=10.0)
+    p.add_argument("--tiny", action="store_true", help="the tiny random model instead")
+    args = p.parse_args()
+    print(hardware(), flush=True)
+    print(json.dumps(tiny(args) if args.tiny else stand_in(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

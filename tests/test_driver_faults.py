@@ -1,0 +1,193 @@
+"""The driver at scale, with stand-in replicas (bench/stand_in.py: no model, a fixed sleep per
+batch): a config error raised in an actor stops the run at once; a broken replica is replaced;
+a run waits for the GPU node it needs; code is scored only where the scoring resource is; the
+store's summaries are computed without Python rows; progress lines show without a terminal."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from rich.console import Console  # noqa: E402
+
+from latentmas_ray.config import ExecutionConfig, MethodConfig, RunConfig  # noqa: E402
+from latentmas_ray.errors import ConfigError  # noqa: E402
+from latentmas_ray.store import RunStore, summarize  # noqa: E402
+from latentmas_ray.tasks.registry import load_task  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from bench.stand_in import StandInFactory  # noqa: E402
+
+
+@pytest.fixture
+def head_only():
+    """A 2-CPU head (with the scoring resource) and no worker: tests add nodes."""
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False,
+                                                      "resources": {"scoring": 1}})
+    ray.init(address=c.address, logging_level="error")
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def drive(tmp_path, make_factory, *, replicas=2, n=20, bs=2, on_event=None, **ex):
+    cfg = RunConfig(task="arc_easy", max_samples=n, generate_bs=bs, output=str(tmp_path / "run"),
+                    method=MethodConfig(method="baseline"),
+                    execution=ExecutionConfig(ray=True, replicas=replicas, progress_every=0.5,
+                                              **ex))
+    task = load_task("arc_easy", max_samples=n)
+    store = RunStore(cfg.output)
+    store.open(cfg.to_dict())
+    events: list[tuple[str, dict]] = []
+
+    def hook(kind, info):
+        events.append((kind, info))
+        if on_event:
+            on_event(kind, info)
+
+    from jobs.driver import run_on_ray
+    buf = io.StringIO()
+    try:
+        run_on_ray(cfg, task, store, None, {}, console=Console(file=buf, width=200),
+                   on_event=hook, factory=make_factory(cfg))
+    finally:
+        log = buf.getvalue()
+    return store, events, log
+
+
+def test_config_error_in_an_actor_stops_the_run_without_retries(head_only, tmp_path):
+    calls = tmp_path / "calls.txt"
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"^prompt of 9999 tokens is longer than the engine"):
+        drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.05, config_error=True,
+                                                    calls_file=str(calls)),
+              replicas=2, n=20, bs=2)
+    attempts = calls.read_text().splitlines()
+    # at most the batches in flight when the first error came back: 2 replicas x 2 slots
+    assert 1 <= len(attempts) <= 4, attempts
+    assert RunStore(tmp_path / "run").done_ids() == set()
+    assert time.perf_counter() - t0 < 60
+
+
+def test_broken_replica_is_replaced_and_every_sample_is_correct(head_only, tmp_path):
+    # 0.2 s per batch, 50 batches: long enough for the replacement to load and take work
+    store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.2, broken={0}),
+                               replicas=2, n=50, bs=1)
+    table = store.read()
+    assert sorted(table.column("id").to_pylist()) == sorted(
+        s.id for s in load_task("arc_easy", max_samples=50).samples)
+    assert all(table.column("correct").to_pylist()), log
+    replaced = [info for kind, info in events if kind == "replica_replaced"]
+    assert [r["replica"] for r in replaced] == [0], log
+    assert any(kind == "replica_up" and info["replica"] == replaced[0]["by"]
+               for kind, info in events), log
+    batches_by = {info["replica"] for kind, info in events if kind == "batch"}
+    assert replaced[0]["by"] in batches_by and 0 not in batches_by
+    assert "gave up" not in log
+
+
+def test_run_waits_for_the_gpu_node_it_needs(head_only, tmp_path):
+    """No GPU anywhere at the start; a GPU node joins 4 s later (its own `ray start` process,
+    as an autoscaler's node would); the run waits for it, then runs on it."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+    started = {}
+
+    def add_gpu_node():
+        time.sleep(4)
+        started["p"] = subprocess.Popen(
+            [ray_cli, "start", "--address", head_only.address, "--num-cpus=1", "--num-gpus=1",
+             "--block", "--disable-usage-stats"], start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    threading.Thread(target=add_gpu_node, daemon=True).start()
+    try:
+        store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.02, gpus=1.0),
+                                   replicas=1, n=6, bs=2, autoscale=True, placement_timeout=120)
+    finally:
+        if "p" in started:
+            os.killpg(started["p"].pid, signal.SIGTERM)
+            started["p"].wait(timeout=60)
+    assert "p" in started and next(kind for kind, _ in events) == "ready"
+    assert len(store.done_ids()) == 6
+    assert all(info["gpu_ids"] for kind, ev in events if kind == "ready"
+               for info in ev["replicas"].values())
+
+
+def test_nothing_placeable_fails_clearly_after_the_timeout(head_only, tmp_path):
+    with pytest.raises(ConfigError, match=r"no replica could be placed .* within 3 s"):
+        drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.02, gpus=1.0), replicas=1, n=4,
+              autoscale=True, placement_timeout=3)
+
+
+def test_code_scoring_runs_only_where_the_scoring_resource_is(head_only, tmp_path):
+    """Scoring tasks ask for one unit of --scoring_resource: with the resource nowhere, a
+    scoring probe waits; the same probe lands on the node that declares it; and a code run on
+    a cluster without it fails before it starts."""
+    from jobs.cluster import check_scoring
+    from jobs.driver import Driver
+
+    probe = ray.remote(lambda: ray.get_runtime_context().get_node_id())
+    node = head_only.add_node(num_cpus=2, resources={"elsewhere": 1})
+    head_only.wait_for_nodes()
+    opts = Driver.score_options("scoring_x")
+    waiting = probe.options(**opts).remote()
+    assert ray.wait([waiting], timeout=3)[0] == [], "no node has scoring_x: it must wait"
+    scorer = head_only.add_node(num_cpus=1, resources={"scoring_x": 1})
+    assert ray.get(waiting, timeout=60) == scorer.node_id != node.node_id
+    assert Driver.score_options("any") == {}
+    with pytest.raises(ConfigError, match="no node of here has it"):
+        check_scoring("scoring_y", "here", autoscale=False)
+
+
+def test_progress_lines_without_a_terminal(head_only, tmp_path):
+    store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.3), replicas=1,
+                               n=12, bs=1)
+    lines = [ln for ln in log.splitlines() if ln.startswith("progress ")]
+    assert len(lines) >= 3, log
+    assert lines[-1].startswith("progress 12/12 (100.0%)") and "replicas 1/1" in lines[-1]
+    assert "samples/s ETA" in lines[0] and "acc " in lines[0]
+    live = RunStore(tmp_path / "run").config_path.parent / "summary.json"
+    import json
+    assert json.loads(live.read_text())["progress"]["done"] == 12
+
+
+def test_summaries_and_consolidation_stream(tmp_path):
+    """store.summary() (streamed, Arrow compute) equals summarize() of the whole table; parts
+    written out of order still consolidate into the task's order."""
+    from bench.stand_in import row
+
+    store = RunStore(tmp_path / "run")
+    store.open(RunConfig(task="arc_easy").to_dict())
+    samples = load_task("arc_easy", max_samples=10).samples
+    store.append([row(s) for s in samples[6:]])
+    store.append([{**row(s), "correct": False, "error": "x"} for s in samples[:3]])
+    store.append([row(s) for s in samples[3:6]])
+    assert store.counts() == (10, 7)
+    store.consolidate(order=[s.id for s in samples], read_back=False)
+    assert RunStore(tmp_path / "run").read().column("id").to_pylist() != []
+    import pyarrow.parquet as pq
+    merged = pq.read_table(tmp_path / "run" / "samples.parquet")
+    assert merged.column("id").to_pylist() == [s.id for s in samples]
+    assert store.summary(1.0) == summarize(merged, 1.0)
+    assert store.summary()["errors"] == 3 and store.summary()["correct"] == 7
