@@ -236,6 +236,8 @@ class Driver:
             return
         except RayTaskError as e:           # the method or the scorer raised ...
             self.last_error = short_error(e)
+            if isinstance(getattr(e, "cause", None), ConfigError):   # ... a config error:
+                raise ConfigError(self.last_error) from None       # stop, never retried
             # ... or could not fetch its input because the actor that made it died (a
             # disaggregated role's memory): a loss, not the batch's fault
             lost = isinstance(getattr(e, "cause", None), ray.exceptions.ObjectLostError)

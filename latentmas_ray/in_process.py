@@ -1,7 +1,10 @@
-"""A run in this process: the pending samples batch by batch through one Evaluator.
+"""A run in this process: the pending samples batch by batch through one Evaluator, or on
+vLLM streamed through its async engine (latentmas_ray/streaming.py: enough samples in flight
+to keep it full, no batch barriers).
 
 What `latentmas-ray run` does without `--ray` (the Ray driver is jobs/driver.py). Each finished
-batch is written to the store at once, so an interrupted run loses at most the batch in flight.
+batch (streamed: every --generate_bs finished samples) is written to the store at once, so an
+interrupted run loses at most what is in flight.
 """
 
 from __future__ import annotations
@@ -27,12 +30,24 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
     prior = store.read().column("correct").to_pylist() if n_done else []
     correct, written = sum(1 for c in prior if c), len(prior)
     start = time.perf_counter()
-    with progress_bar(console, "samples", total=len(pending),
-                      extra=lambda: f"acc {correct / max(written, 1):.1%}") as advance:
-        for i in range(0, len(pending), cfg.generate_bs):
-            rows = evaluator.run(pending[i:i + cfg.generate_bs])
-            store.append(rows)
-            correct += sum(1 for r in rows if r["correct"])
-            written += len(rows)
-            advance(len(rows))
+    try:
+        with progress_bar(console, "samples", total=len(pending),
+                          extra=lambda: f"acc {correct / max(written, 1):.1%}") as advance:
+            def write(rows):
+                nonlocal correct, written
+                store.append(rows)
+                correct += sum(1 for r in rows if r["correct"])
+                written += len(rows)
+                advance(len(rows))
+
+            if cfg.engine_kind == "hf":
+                for i in range(0, len(pending), cfg.generate_bs):
+                    write(evaluator.run(pending[i:i + cfg.generate_bs]))
+            else:
+                from .streaming import stream_in_process
+                stream_in_process(cfg, evaluator.engine, pending, prompts, write)
+    finally:
+        close = getattr(evaluator.engine, "close", None)
+        if close is not None:       # vLLM: stop its EngineCore process now, not at exit
+            close()
     return time.perf_counter() - start

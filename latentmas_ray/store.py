@@ -42,6 +42,7 @@ SCHEMA = pa.schema([
     ("latent_steps", pa.int32()), ("seconds", pa.float64()),
     ("agents", pa.list_(AGENT_TYPE)),
     ("hops", pa.list_(HOP_TYPE)),           # transfers between actors (empty in one process)
+    ("max_new_tokens", pa.int32()),         # null, or the budget cut to fit vLLM (issue 14)
 ])
 # Fields of config.json that may change between a run and its resumption: they do not change
 # any sample's result (batches are padded so results are batch-invariant; where and how a run

@@ -56,6 +56,9 @@ class SampleResult:
     latent_steps: int = 0
     seconds: float = 0.0
     hops: list[Hop] = field(default_factory=list)
+    # the new-token budget when it was cut to fit vLLM's max_model_len (--vllm_clip_max_new_tokens;
+    # TextMAS: the smallest of its agents'), else None (the run's max_new_tokens)
+    max_new_tokens: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
