@@ -102,11 +102,11 @@ def stream_in_process(cfg: RunConfig, engine, pending: Sequence, prompts: dict[s
                       on_rows: Callable[[list[dict[str, Any]]], None]) -> None:
     """Run `pending` through `engine` with `window` samples in flight; on_rows receives the
     scored rows of every `cfg.generate_bs` finished samples (the store's write unit)."""
-    ev = StreamEvaluator(cfg, engine, prompts)
-    asyncio.run(_stream(ev, list(pending), on_rows))
+    asyncio.run(stream(StreamEvaluator(cfg, engine, prompts), list(pending), on_rows))
 
 
-async def _stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
+async def stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
+    """`stream_in_process` on a given StreamEvaluator, as a coroutine."""
     cfg, window = ev.cfg, Window(ev.window)
     buffered: list = []
 

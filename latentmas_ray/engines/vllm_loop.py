@@ -78,7 +78,8 @@ class EngineLoop:
                                        daemon=True)
         self.thread.start()
         self.ids = itertools.count()
-        self.pending = 0                  # requests submitted and not finished
+        self.pending = 0                  # requests in vLLM, not finished (loop thread only)
+        self.last_submit = 0.0            # perf_counter() of the latest submit
         self.llm = None
 
         async def start():
@@ -92,11 +93,12 @@ class EngineLoop:
     def submit(self, prompt, params) -> concurrent.futures.Future:
         """One request -> a Future of its RequestOutput's token ids (the final output)."""
         assert self.llm is not None, "the engine is closed"
-        self.pending += 1
+        self.last_submit = time.perf_counter()
         return asyncio.run_coroutine_threadsafe(self.one(prompt, params), self.loop)
 
-    async def one(self, prompt, params) -> list[int]:
+    async def one(self, prompt, params):
         final = None
+        self.pending += 1
         try:
             async for out in self.llm.generate(prompt, params, f"r{next(self.ids)}"):
                 final = out
