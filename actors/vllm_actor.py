@@ -2,22 +2,24 @@
 
 Two plain classes (usable without Ray; `remote_form(cls)` is the actor):
 
-- `VLLMReplica`: a vLLM engine. `generate`/`run` evaluate baseline or TextMAS on vLLM (the
-  same `Evaluator` as the HF replica, with a VLLMEngine); `judge`/`judge_rows` run phase 2 of
-  the hybrid LatentMAS (decode the judger from the shipped `LatentBatch`).
+- `VLLMReplica`: a vLLM engine in an async actor. `generate`/`run` evaluate baseline or TextMAS
+  on vLLM, one request chain per sample (latentmas_ray/streaming.py); `judge`/`judge_rows` run
+  phase 2 of the hybrid LatentMAS (decode the judgers from the shipped `LatentBatch`).
 - `LatentReplica`: an HF engine running phase 1 of the hybrid (`latent`: the three latent
   agents, returning the judgers' input embeddings on the CPU).
 
 One hybrid replica = one LatentReplica + one VLLMReplica on the same node (both actors in one
-placement-group bundle): `start_hybrid_replica` returns its driver-side ActorGroup. `run(samples)` submits
-`vllm.judge_rows.remote(hf.latent.remote(samples))`: the LatentBatch goes from the HF actor to
-the vLLM actor through the object store, never through the driver. With two batches in flight
-per replica the HF actor runs batch k+1's latent agents while vLLM decodes batch k (each actor
-runs one call at a time, in submission order).
+placement-group bundle): `start_hybrid_replica` returns its driver-side ActorGroup. `run(samples)`
+submits `vllm.judge_rows.remote(hf.latent.remote(samples))`: the LatentBatch goes from the HF
+actor to the vLLM actor through the object store, never through the driver. The HF actor runs
+one latent batch at a time, in submission order; the vLLM actor is async and submits each
+sample's judger the moment its batch arrives, so with several batches in flight the HF actor
+runs batch k+1 while vLLM decodes the judgers of batches k, k-1, ... together.
 
 GPUs: `hf_gpus` and `vllm_gpus` per replica; fractions of one GPU (0.5 + 0.5: both on one
 device, vLLM's gpu_memory_utilization capped at 0.9 * vllm_gpus) or whole GPUs (1 + 1: two
-devices). On CPU: `hf_cpus`/`vllm_cpus` CPU slots; `hf_threads` torch threads and
+devices); vLLM starts after the HF actor has loaded and takes 90% of the memory then free.
+On CPU: `hf_cpus`/`vllm_cpus` CPU slots; `hf_threads` torch threads and
 `hf_cpu_affinity` cores for the HF actor, `vllm_cpu_bind` (VLLM_CPU_OMP_THREADS_BIND, e.g. "1")
 for vLLM's OpenMP threads, so the two processes do not fight over the same cores while they
 overlap. (vLLM's default "auto" binds its one OpenMP thread to core 0 and leaves the last core

@@ -9,6 +9,7 @@ window and exercise its refill). Tests that need vLLM are skipped when it cannot
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 
 import pytest
@@ -218,6 +219,18 @@ def test_streamed_hybrid_judger_equals_judge_phase(engine, smollm2_dir, gsm8k):
         assert a.id == b.id and a.agents[-1].output_ids == b.agents[-1].output_ids
         assert b.hops[0].bytes == a.hops[0].bytes == stats.shipped_bytes
         assert b.hops[0].ms == pytest.approx(1.0)
+    # in process: HF latent batches in a worker thread, each judger streamed as it exists
+    from latentmas_ray.engines.hybrid import HybridEngine
+    from latentmas_ray.streaming import stream_in_process
+
+    cfg = dataclasses.replace(cfg, generate_bs=2)
+    written: list[list[dict]] = []
+    stream_in_process(cfg, HybridEngine(hf, engine), gsm8k[:3], {}, written.append)
+    assert [len(w) for w in written] == [2, 1]
+    rows = {r["id"]: r for w in written for r in w}
+    for a in ref:
+        assert rows[a.id]["agents"][-1]["output_ids"] == a.agents[-1].output_ids
+        assert rows[a.id]["latent_steps"] == 3 * cfg.method.latent_steps
 
 
 class _ConfigErrorReplica:
