@@ -233,33 +233,32 @@ def test_streamed_hybrid_judger_equals_judge_phase(engine, smollm2_dir, gsm8k):
         assert rows[a.id]["latent_steps"] == 3 * cfg.method.latent_steps
 
 
-class _ConfigErrorReplica:
-    """A replica whose every batch raises a ConfigError (as a vLLM actor does for a prompt that
-    cannot fit), counting the batches it was sent."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def ready(self):
-        return {"pid": 0}
-
-    def run(self, samples):
-        from latentmas_ray.errors import ConfigError
-        self.calls += 1
-        raise ConfigError(f"sample {samples[0].id}: the critic's prompt of 5000 positions + "
-                          "max_new_tokens 96 = 5096 exceeds the vLLM engine's max_model_len 4096")
-
-    def generate(self, samples):
-        return self.run(samples)
-
-    def count(self):
-        return self.calls
-
-
 def test_config_error_in_an_actor_stops_the_run(gsm8k, tmp_path):
     """Never retried or split as a sample failure: the run stops with the actor's message and
     nothing is written."""
     import io
+
+    class ConfigErrorReplica:   # local: pickled by value for the worker
+        """A replica whose every batch raises a ConfigError (as a vLLM actor does for a prompt that
+        cannot fit), counting the batches it was sent."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def ready(self):
+            return {"pid": 0}
+
+        def run(self, samples):
+            from latentmas_ray.errors import ConfigError
+            self.calls += 1
+            raise ConfigError(f"sample {samples[0].id}: the critic's prompt of 5000 positions + "
+                              "max_new_tokens 96 = 5096 exceeds the vLLM engine's max_model_len 4096")
+
+        def generate(self, samples):
+            return self.run(samples)
+
+        def count(self):
+            return self.calls
 
     ray = pytest.importorskip("ray")
     from rich.console import Console
@@ -272,9 +271,9 @@ def test_config_error_in_an_actor_stops_the_run(gsm8k, tmp_path):
     cfg.output = str(tmp_path / "r")
     store = RunStore(cfg.output)
     store.open(cfg.to_dict())
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        actor = remote_form(_ConfigErrorReplica).options(max_restarts=0).remote()
+        actor = remote_form(ConfigErrorReplica).options(max_restarts=0).remote()
         slot = ReplicaSlot(0, ActorGroup.single("x", actor))
         driver = Driver(cfg, store, gsm8k, [slot], 1, Console(file=io.StringIO()),
                         lambda kind, info: None)
