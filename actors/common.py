@@ -53,7 +53,7 @@ def where() -> dict[str, Any]:
 
 def actor_options(*, gpus: float = 0.0, cpus: float = 1.0, max_restarts: int = 3,
                   placement_group=None, bundle_index: int = -1, name: str | None = None,
-                  env: dict[str, str] | None = None) -> dict[str, Any]:
+                  env: dict[str, str] | None = None, max_concurrency: int = 1) -> dict[str, Any]:
     """Options for `SomeActor.options(...)`.
 
     max_restarts: Ray restarts a crashed replica (it reloads the model) up to this many times.
@@ -62,7 +62,7 @@ def actor_options(*, gpus: float = 0.0, cpus: float = 1.0, max_restarts: int = 3
     gone); it fails at once and the driver hands it to a live replica.
     """
     opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": max_restarts,
-                            "max_task_retries": 0, "max_concurrency": 1,
+                            "max_task_retries": 0, "max_concurrency": max_concurrency,
                             "runtime_env": {"env_vars": {**ACTOR_ENV, **(env or {})}}}
     if name:
         opts["name"] = name
@@ -101,11 +101,15 @@ class ActorGroup:
     """Driver-side handle of one replica made of one or more actors. Quacks like an actor
     handle for the driver: `ready.remote()`, `run.remote(samples)` (store rows) and
     `generate.remote(samples)` (SampleResults) each return ONE ObjectRef; `kill()` stops every
-    actor (ray.kill on this object would not)."""
+    actor (ray.kill on this object would not), after `close()` (a list of refs) had up to
+    CLOSE_S to shut its engines down (a vLLM EngineCore process must not outlive its actor)."""
 
-    def __init__(self, actors: dict[str, Any], ready, run, generate):
+    CLOSE_S = 30.0
+
+    def __init__(self, actors: dict[str, Any], ready, run, generate, close=None):
         self.actors = dict(actors)
         self.ready, self.run, self.generate = RemoteCall(ready), RemoteCall(run), RemoteCall(generate)
+        self.close = close
 
     @classmethod
     def single(cls, name: str, actor) -> "ActorGroup":
@@ -114,6 +118,12 @@ class ActorGroup:
 
     def kill(self, no_restart: bool = True) -> None:
         import ray
+        if self.close is not None:
+            try:
+                refs = self.close()
+                ray.wait(refs, num_returns=len(refs), timeout=self.CLOSE_S)
+            except Exception:  # noqa: BLE001 - a dead actor has no engine left to close
+                pass
         for h in self.actors.values():
             try:
                 ray.kill(h, no_restart=no_restart)

@@ -2,22 +2,24 @@
 
 Two plain classes (usable without Ray; `remote_form(cls)` is the actor):
 
-- `VLLMReplica`: a vLLM engine. `generate`/`run` evaluate baseline or TextMAS on vLLM (the
-  same `Evaluator` as the HF replica, with a VLLMEngine); `judge`/`judge_rows` run phase 2 of
-  the hybrid LatentMAS (decode the judger from the shipped `LatentBatch`).
+- `VLLMReplica`: a vLLM engine in an async actor. `generate`/`run` evaluate baseline or TextMAS
+  on vLLM, one request chain per sample (latentmas_ray/streaming.py); `judge`/`judge_rows` run
+  phase 2 of the hybrid LatentMAS (decode the judgers from the shipped `LatentBatch`).
 - `LatentReplica`: an HF engine running phase 1 of the hybrid (`latent`: the three latent
   agents, returning the judgers' input embeddings on the CPU).
 
 One hybrid replica = one LatentReplica + one VLLMReplica on the same node (both actors in one
-placement-group bundle): `start_hybrid_replica` returns its driver-side ActorGroup. `run(samples)` submits
-`vllm.judge_rows.remote(hf.latent.remote(samples))`: the LatentBatch goes from the HF actor to
-the vLLM actor through the object store, never through the driver. With two batches in flight
-per replica the HF actor runs batch k+1's latent agents while vLLM decodes batch k (each actor
-runs one call at a time, in submission order).
+placement-group bundle): `start_hybrid_replica` returns its driver-side ActorGroup. `run(samples)`
+submits `vllm.judge_rows.remote(hf.latent.remote(samples))`: the LatentBatch goes from the HF
+actor to the vLLM actor through the object store, never through the driver. The HF actor runs
+one latent batch at a time, in submission order; the vLLM actor is async and submits each
+sample's judger the moment its batch arrives, so with several batches in flight the HF actor
+runs batch k+1 while vLLM decodes the judgers of batches k, k-1, ... together.
 
 GPUs: `hf_gpus` and `vllm_gpus` per replica; fractions of one GPU (0.5 + 0.5: both on one
 device, vLLM's gpu_memory_utilization capped at 0.9 * vllm_gpus) or whole GPUs (1 + 1: two
-devices). On CPU: `hf_cpus`/`vllm_cpus` CPU slots; `hf_threads` torch threads and
+devices); vLLM starts after the HF actor has loaded and takes 90% of the memory then free.
+On CPU: `hf_cpus`/`vllm_cpus` CPU slots; `hf_threads` torch threads and
 `hf_cpu_affinity` cores for the HF actor, `vllm_cpu_bind` (VLLM_CPU_OMP_THREADS_BIND, e.g. "1")
 for vLLM's OpenMP threads, so the two processes do not fight over the same cores while they
 overlap. (vLLM's default "auto" binds its one OpenMP thread to core 0 and leaves the last core
@@ -27,28 +29,45 @@ free on a 2-core machine.)
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Sequence
 
 from actors.common import (ActorGroup, actor_options, local_model_path, quiet_progress_bars,
-                           receive, remote_form, ship, where)
+                           remote_form, ship, where)
+from latentmas_ray.engines.vllm_start import check_tensor_parallel
+
+# calls one vLLM actor runs at once: the batches in flight (their samples share the engine)
+VLLM_ACTOR_CONCURRENCY = 1000
 
 
 class VLLMReplica:
-    """A vLLM engine: text methods, and the hybrid judger (phase 2)."""
+    """A vLLM engine in an ASYNC actor (every method that waits on vLLM is `async def`, so Ray
+    runs up to VLLM_ACTOR_CONCURRENCY calls at once): every batch the driver sends is streamed
+    into vLLM's async engine as it arrives (latentmas_ray/streaming.py), so the several batches
+    a replica has in flight share the engine with no barrier between them."""
 
     def __init__(self, cfg: dict[str, Any], model_path: str | None,
-                 prompts: dict[str, str] | None, options: dict[str, Any] | None = None):
+                 prompts: dict[str, str] | None, options: dict[str, Any] | None = None,
+                 after: Any = None, gpu_fraction: float = 1.0):
+        """after: the HF partner's ready() result (a hybrid replica): Ray resolves it before
+        this constructor runs, so vLLM starts only once the HF engine has loaded, and its GPU
+        share is then derived from what is free (capped at 0.9 x gpu_fraction)."""
         from latentmas_ray.config import RunConfig, VLLMConfig
         from latentmas_ray.engines.vllm import VLLMEngine
-        from latentmas_ray.evaluate import Evaluator
+        from latentmas_ray.engines.vllm_start import shared_gpu_utilization
+        from latentmas_ray.evaluate import typical_seq_tokens
+        from latentmas_ray.streaming import StreamEvaluator
 
         quiet_progress_bars()
         self.cfg = RunConfig.from_dict(cfg)
         self.model_path = str(local_model_path(self.cfg, model_path))
-        self.engine = VLLMEngine.load(self.cfg.model, self.model_path, VLLMConfig.from_dict(options))
-        self.evaluator = None
-        if self.cfg.engine_kind == "vllm":
-            self.evaluator = Evaluator.for_config(self.cfg, self.model_path, prompts, engine=self.engine)
+        options = VLLMConfig.from_dict(options)
+        hybrid = self.cfg.engine_kind == "hybrid"
+        if hybrid and gpu_fraction < 1:      # an HF engine shares this GPU and has loaded
+            options = shared_gpu_utilization(options, gpu_fraction)
+        self.engine = VLLMEngine.load(self.cfg.model, self.model_path, options,
+                                      prompt_embeds=hybrid, seq_tokens=typical_seq_tokens(self.cfg))
+        self.stream = StreamEvaluator(self.cfg, self.engine, prompts)
         self.batches = 0
         self.judge_seconds = 0.0
 
@@ -59,48 +78,62 @@ class VLLMReplica:
 
         info = {**where(), "device": "cuda" if torch.cuda.is_available() else "cpu",
                 "engine": "vllm", "model_path": self.model_path, "batches": self.batches,
-                "max_model_len": self.engine.max_model_len, "torch_threads": torch.get_num_threads()}
+                "max_model_len": self.engine.max_model_len,
+                "max_num_seqs": self.engine.max_num_seqs,
+                "tensor_parallel_size": self.engine.options.tensor_parallel_size,
+                "torch_threads": torch.get_num_threads()}
         if partner is not None:
             info = {**partner, "vllm": info}
         return info
 
-    # text methods on vLLM
-    def generate(self, samples: Sequence) -> list:
-        assert self.evaluator is not None, "this replica serves the hybrid judger (latent_mas)"
-        self.batches += 1
-        return self.evaluator.generate(list(samples))
+    def occupancy(self, since: float = 0.0) -> dict[str, float]:
+        """vLLM's running / max_num_seqs over its steps since `since` (perf_counter seconds)."""
+        return self.engine.occupancy.summary(self.engine.max_num_seqs, since)
 
-    def run(self, samples: Sequence) -> list[dict[str, Any]]:
-        assert self.evaluator is not None, "this replica serves the hybrid judger (latent_mas)"
+    # text methods on vLLM
+    async def generate(self, samples: Sequence) -> list:
+        assert self.stream.sample_fn is not None, "this replica serves the hybrid judger"
         self.batches += 1
-        return self.evaluator.run(list(samples))
+        return await self.stream.generate_batch(list(samples))
+
+    async def run(self, samples: Sequence) -> list[dict[str, Any]]:
+        assert self.stream.sample_fn is not None, "this replica serves the hybrid judger"
+        self.batches += 1
+        return await self.stream.run(list(samples))
 
     # the hybrid judger
-    def judge(self, box, with_stats: bool = False):
-        """Phase 2 on a LatentBatch (or the box `LatentReplica.latent` shipped it in)."""
-        import time
-
-        from latentmas_ray.methods.hybrid import judge_phase
-
-        batch, transfer_ms = receive(box)
+    async def judge(self, box, with_stats: bool = False):
+        """Phase 2 on a LatentBatch (or the box `LatentReplica.latent` shipped it in): every
+        sample's judger submitted at once, each coming back on its own."""
+        batch, transfer_ms = await receive_async(box)
         self.batches += 1
         t0 = time.perf_counter()
-        stats: dict = {}
-        results = judge_phase(self.engine, batch, self.cfg.method, self.cfg.seed, stats,
-                              transfer_ms)
+        pairs = await self.stream.judge(batch, transfer_ms)
         self.judge_seconds += time.perf_counter() - t0
+        results = [r for r, _ in pairs]
+        stats = {r.id: st for r, st in pairs}
         return (results, stats, batch.samples) if with_stats else results
 
-    def judge_rows(self, box) -> list[dict[str, Any]]:
+    async def judge_rows(self, box) -> list[dict[str, Any]]:
         """Judge and score (cheap scorers: math, multiple choice): store rows, each with its
         hf -> vllm hop (bytes, ms)."""
         from latentmas_ray.evaluate import score_rows
 
-        results, _, samples = self.judge(box, with_stats=True)
+        results, _, samples = await self.judge(box, with_stats=True)
         return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
 
     def close(self) -> None:
+        """Stop the EngineCore process (ActorGroup.kill calls this before killing the actor)."""
         self.engine.close()
+
+
+async def receive_async(box) -> tuple[Any, float]:
+    """`actors.common.receive` for an async actor: the fetch is awaited, not blocking the loop."""
+    if not (isinstance(box, dict) and "ref" in box and "put_ms" in box):
+        return box, 0.0
+    t0 = time.perf_counter()
+    payload = await box["ref"][0]
+    return payload, box["put_ms"] + (time.perf_counter() - t0) * 1e3
 
 
 class LatentReplica:
@@ -166,15 +199,17 @@ def start_hybrid_replica(cfg: dict[str, Any], model_path: str | None,
                          vllm_cpu_bind: str | None = None, placement_group=None,
                          bundle_index: int = -1, max_restarts: int = 3) -> ActorGroup:
     """Start the two actors of one hybrid replica. Give them one placement-group bundle
-    holding both (jobs/replicas.py HybridFactory: so they share a node); without a placement group Ray places them
-    wherever the resources are (fine on one machine).
+    holding both (jobs/replicas.py HybridFactory: so they share a node); without a placement
+    group Ray places them wherever the resources are (fine on one machine).
 
+    The vLLM actor's constructor takes the HF actor's ready() as an argument, so Ray starts
+    vLLM only once the HF engine has loaded (no two engines profiling GPU memory at once); on a
+    shared GPU vLLM then takes 90% of what is free (capped at 0.9 x its GPU fraction).
     The handle's `run(samples)` submits `vllm.judge_rows.remote(hf.latent.remote(samples))`:
     the LatentBatch goes actor to actor through the object store, never through the driver."""
     options = dict(vllm_options or {})
-    if 0 < vllm_gpus < 1:   # sharing a GPU with the HF actor: vLLM must leave it room
-        options["gpu_memory_utilization"] = min(options.get("gpu_memory_utilization") or 0.85,
-                                                0.9 * vllm_gpus)
+    check_tensor_parallel(int(options.get("tensor_parallel_size") or 1), vllm_gpus,
+                          "a replica's vLLM actor")
     kv_gib = None if vllm_gpus > 0 else options.get("cpu_kv_cache_gib", 1.0)
     hf = remote_form(LatentReplica).options(**actor_options(
         gpus=hf_gpus, cpus=hf_cpus, max_restarts=max_restarts, placement_group=placement_group,
@@ -183,11 +218,14 @@ def start_hybrid_replica(cfg: dict[str, Any], model_path: str | None,
     vllm = remote_form(VLLMReplica).options(**actor_options(
         gpus=vllm_gpus, cpus=vllm_cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index, env=vllm_env(vllm_cpu_bind, kv_gib),
-    )).remote(cfg, model_path, prompts or {}, options)
+        max_concurrency=VLLM_ACTOR_CONCURRENCY,
+    )).remote(cfg, model_path, prompts or {}, options, hf.ready.remote(),
+              vllm_gpus if vllm_gpus > 0 else 1.0)
     return ActorGroup({"hf": hf, "vllm": vllm},
                       ready=lambda: vllm.ready.remote(hf.ready.remote()),
                       run=lambda samples: vllm.judge_rows.remote(hf.latent.remote(samples)),
-                      generate=lambda samples: vllm.judge.remote(hf.latent.remote(samples)))
+                      generate=lambda samples: vllm.judge.remote(hf.latent.remote(samples)),
+                      close=lambda: [vllm.close.remote()])
 
 
 def start_vllm_replica(cfg: dict[str, Any], model_path: str | None, prompts: dict[str, str] | None,
@@ -197,9 +235,13 @@ def start_vllm_replica(cfg: dict[str, Any], model_path: str | None, prompts: dic
                        ) -> ActorGroup:
     """A vLLM actor for baseline / TextMAS (`run`, `generate`, `ready` like the HF actor)."""
     options = dict(vllm_options or {})
+    check_tensor_parallel(int(options.get("tensor_parallel_size") or 1), gpus,
+                          "a replica's vLLM actor")
     kv_gib = None if gpus > 0 else options.get("cpu_kv_cache_gib", 1.0)
     actor = remote_form(VLLMReplica).options(**actor_options(
         gpus=gpus, cpus=cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index, env=vllm_env(vllm_cpu_bind, kv_gib),
+        max_concurrency=VLLM_ACTOR_CONCURRENCY,
     )).remote(cfg, model_path, prompts or {}, options)
-    return ActorGroup.single("vllm", actor)
+    return ActorGroup({"vllm": actor}, actor.ready.remote, actor.run.remote,
+                      actor.generate.remote, close=lambda: [actor.close.remote()])

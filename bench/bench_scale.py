@@ -95,7 +95,14 @@ def tiny(args) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-tiny-"))
     data = synthetic_arc(args.samples, tmp)
-    cmd = [sys.executable, "-m", "jobs.evaluate", "--model_name", build_tiny_model_dir(),
+    # The driver reports its own peak RSS at exit (RUSAGE_CHILDREN would also count the Ray
+    # processes a local Ray starts under it, workers included).
+    own_rss = ("import atexit, resource, runpy, sys\n"
+               "atexit.register(lambda: print('DRIVER_MAXRSS_KIB', resource.getrusage("
+               "resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+               "sys.argv[0] = 'jobs.evaluate'\n"
+               "runpy.run_module('jobs.evaluate', run_name='__main__')\n")
+    cmd = [sys.executable, "-c", own_rss, "--model_name", build_tiny_model_dir(),
            "--task", "arc_easy", "--data", str(data), "--method", "baseline",
            "--max_new_tokens", "1", "--dtype", "float32", "--device", "cpu",
            "--replicas", "2", "--torch_threads", "1", "--generate_bs", str(args.generate_bs),
@@ -109,7 +116,7 @@ def tiny(args) -> dict:
     return {"mode": "tiny", "samples": args.samples, "replicas": 2,
             "wall_s": round(wall, 2), "ms_per_sample": round(wall / args.samples * 1e3, 3),
             "process_s": round(total, 1),
-            "peak_driver_rss_mib": round(rss_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss), 1),
+            "peak_driver_rss_mib": round(rss_mib(int(p.stderr.split("DRIVER_MAXRSS_KIB")[-1].split()[0])), 1),
             "stored": summary["samples"]}
 
 

@@ -18,6 +18,9 @@ Settings:
    actor runs batch k+1 while vLLM decodes batch k; with the cores split (HF 1 torch thread,
    vLLM's OpenMP bound to the other core) and with the defaults.
 (--skip_text off) 5. Baseline on HF vs on vLLM, for the text methods' speed.
+(--streaming) vLLM kept full (issue 14): occupancy and throughput of the old design (batch
+   forms, a barrier per batch) vs the new (requests streamed per sample) for the three methods,
+   and the whole-process acceptance figures; see bench/vllm_streaming.py.
 
 Without CUDA this runs on the CPU and says so; with a GPU the same script runs there.
 Startup (model load, vLLM engine start, Ray start) is excluded from every rate.
@@ -34,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATASETS, hardware  # noqa: E402
+import vllm_streaming  # noqa: E402
 
 
 def batches(samples, bs):
@@ -75,7 +79,11 @@ def main() -> None:
     ap.add_argument("--torch_threads", type=int, default=1,
                     help="HF torch threads in this process (default 1: on a 2-vCPU VM two threads "
                          "were erratic, 1-7x slower than one)")
+    vllm_streaming.add_arguments(ap)
     args = ap.parse_args()
+    if args.streaming:          # issue 14: old design vs new (bench/vllm_streaming.py)
+        vllm_streaming.main(args)
+        return
 
     import torch
     torch.set_num_threads(args.torch_threads)

@@ -29,11 +29,26 @@ DESCRIPTION = ("Evaluate baseline, TextMAS or LatentMAS on a benchmark, in proce
 
 def check_before_start(cfg: RunConfig) -> None:
     """What needs the outside world, checked before anything is written: vLLM importable
-    (--use_vllm), wandb importable (--wandb) and the Ray cluster reachable (--ray with an
-    address)."""
+    (--use_vllm), --tensor_parallel_size within this machine's GPUs (in process; on Ray the
+    replica factory checks its bundle), wandb importable (--wandb) and the Ray cluster
+    reachable (--ray with an address)."""
     if cfg.use_vllm:
         from latentmas_ray.engines.vllm import require_vllm
         require_vllm()
+        if not cfg.execution.ray:
+            import torch
+
+            from latentmas_ray.engines.vllm_start import check_tensor_parallel
+            check_tensor_parallel(cfg.execution.vllm.tensor_parallel_size,
+                                  torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                                  "this machine")
+        elif cfg.execution.num_gpus_per_replica is not None:   # else the factory checks
+            from latentmas_ray.engines.vllm_start import check_tensor_parallel
+            share = cfg.execution.vllm.gpu_share if cfg.engine_kind == "hybrid" else 1.0
+            check_tensor_parallel(cfg.execution.vllm.tensor_parallel_size,
+                                  cfg.execution.num_gpus_per_replica * share,
+                                  "a replica's vLLM actor (--num_gpus_per_replica"
+                                  + (" x --vllm_gpu_share)" if share < 1 else ")"))
     if cfg.execution.wandb:
         from latentmas_ray.observe import require_wandb
         require_wandb()
@@ -46,6 +61,7 @@ def check_before_start(cfg: RunConfig) -> None:
 def evaluate(cfg: RunConfig, console) -> int:
     """Run `cfg` to the end (resuming what its folder holds); prints the summary line."""
     from latentmas_ray.in_process import run_in_process
+    from latentmas_ray.lengths import check_lengths
     from latentmas_ray.models import resolve_model
     from latentmas_ray.observe import open_observer
     from latentmas_ray.prompts import load_prompt_file
@@ -59,6 +75,7 @@ def evaluate(cfg: RunConfig, console) -> int:
     for sk in task.skipped:
         console.print(f"[yellow]skipped[/] {sk.path}:{sk.line}: {sk.reason}", highlight=False)
     model_path = resolve_model(cfg.model.name_or_path)
+    check_lengths(cfg, task.samples, model_path, prompts)     # vLLM: before any engine starts
     out = Path(cfg.output) if cfg.output else Path("results") / run_id(cfg.to_dict())
     if cfg.execution.ray and os.environ.get(JOB_ENV) and not out.is_absolute():
         console.print(f"[yellow]warning:[/] --output {out} is relative to this job's unpacked "

@@ -124,7 +124,40 @@ class HFFactory(ReplicaFactory):
         return ActorGroup.single("hf", actor)
 
 
-class VLLMFactory(ReplicaFactory):
+class VLLMStreaming(ReplicaFactory):
+    """What the vLLM placements share. Their actor streams every batch it holds into vLLM's
+    async engine, so the driver keeps enough batches in flight per replica to fill the
+    engine's max_num_seqs twice over (learnt from the replicas' ready(): vLLM derives it from
+    the KV budget); with --tensor_parallel_size N a replica's vLLM actor gets N GPUs."""
+
+    engine_seqs = 0                     # the replicas' max_num_seqs (0 until they are ready)
+
+    def vllm_gpus_default(self) -> float:
+        return float(self.cfg.execution.vllm.tensor_parallel_size)
+
+    def resolve(self, cluster_has_gpus: bool, owned: bool) -> None:
+        super().resolve(cluster_has_gpus, owned)
+        if self.cfg.execution.num_gpus_per_replica is None and cluster_has_gpus:
+            self.gpus = self.vllm_gpus_default()
+
+    def ready_info(self, handle, info: dict[str, Any]) -> dict[str, Any]:
+        seqs = info.get("vllm", info).get("max_num_seqs") or 0
+        self.engine_seqs = max(self.engine_seqs, int(seqs))
+        return info
+
+    def in_flight(self, max_in_flight: int) -> int:
+        from latentmas_ray.streaming import WINDOW_PER_SLOT
+
+        need = -(-WINDOW_PER_SLOT * self.engine_seqs // self.cfg.generate_bs)   # ceil
+        return max(max_in_flight, need + 1)    # +1: the next batch is ready as one finishes
+
+    def describe(self, rid: int, info: dict[str, Any]) -> list[str]:
+        v = info.get("vllm", info)
+        return [super().describe(rid, info)[0] + f" (max_num_seqs {v.get('max_num_seqs')}, "
+                f"tensor_parallel_size {v.get('tensor_parallel_size')})"]
+
+
+class VLLMFactory(VLLMStreaming):
     def start(self, pg, replica: int):
         from actors.vllm_actor import start_vllm_replica
 
@@ -134,9 +167,14 @@ class VLLMFactory(ReplicaFactory):
                                   max_restarts=self.max_restarts)
 
 
-class HybridFactory(ReplicaFactory):
+class HybridFactory(VLLMStreaming):
     """An HF actor (`cpus` slots, 1 - gpu_share of the GPUs) and a vLLM actor (one CPU slot,
     gpu_share of the GPUs) in ONE bundle, so they share a node and the object-store hop."""
+
+    def vllm_gpus_default(self) -> float:
+        tp = self.cfg.execution.vllm.tensor_parallel_size
+        # one GPU shared by default; with tensor parallelism vLLM's share must be N whole GPUs
+        return 1.0 if tp == 1 else tp / self.cfg.execution.vllm.gpu_share
 
     def bundles(self) -> list[dict[str, float]]:
         (b,) = super().bundles()

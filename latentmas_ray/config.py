@@ -134,8 +134,12 @@ class VLLMConfig:
     # prompt + max_new_tokens must fit; None = the model's own limit
     max_model_len: int | None = field(default=4096, metadata=flag(
         "vLLM context: longest prompt + max_new_tokens (default 4096)", name="vllm_max_model_len"))
-    max_num_seqs: int = field(default=16, metadata=flag(
-        "sequences vLLM decodes together (default 16)", name="vllm_max_num_seqs"))
+    # None = derived: on CPU from the KV budget (--vllm_kv_cache_gib over a typical sequence's
+    # KV bytes, engines/vllm_start.py), on a GPU vLLM's own default (its scheduler admits a
+    # sequence only when the profiled KV cache has room)
+    max_num_seqs: int | None = field(default=None, metadata=flag(
+        "most sequences vLLM decodes together (default: derived from the KV budget)",
+        name="vllm_max_num_seqs"))
     # GPU share for vLLM's weights + KV cache. None = 0.85 alone, 0.45 when an HF engine shares
     # the GPU (in-process hybrid; a hybrid Ray replica caps it at 0.9 x its GPU fraction).
     gpu_memory_utilization: float | None = field(default=None, metadata=flag(
@@ -151,21 +155,30 @@ class VLLMConfig:
         name="vllm_gpu_share"))
     enforce_eager: bool | None = None       # None = True on CPU (no compile time), False on GPU
     enable_prefix_caching: bool = True      # the reference forces it on in vLLM mode
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = field(default=1, metadata=flag(
+        "GPUs one vLLM engine splits the model over (default 1); on --ray a replica's vLLM "
+        "actor gets that many GPUs"))
+    # A prompt that cannot fit max_model_len with max_new_tokens stops the run before any engine
+    # starts; with this, that sample's budget is cut to what fits (recorded in its row as
+    # max_new_tokens). No result a run without it could give changes, so it is not identity.
+    clip_max_new_tokens: bool = field(default=False, metadata=flag(
+        "cut max_new_tokens per sample to what fits --vllm_max_model_len instead of stopping "
+        "(the row records the budget used)", name="vllm_clip_max_new_tokens"))
     seed: int = 0                           # engine seed (per-request seeds are set per call)
     extra: dict[str, Any] = field(default_factory=dict)   # more LLM(...) keyword arguments
 
     def __post_init__(self):
         _check(self.max_model_len is None or self.max_model_len >= 16,
                f"--vllm_max_model_len must be >= 16, got {self.max_model_len}")
-        _check(self.max_num_seqs >= 1, f"--vllm_max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        _check(self.max_num_seqs is None or self.max_num_seqs >= 1,
+               f"--vllm_max_num_seqs must be >= 1, got {self.max_num_seqs}")
         util = self.gpu_memory_utilization
         _check(util is None or 0 < util <= 1,
                f"--vllm_gpu_memory_utilization must be in (0, 1], got {util}")
         _check(self.cpu_kv_cache_gib > 0, f"--vllm_kv_cache_gib must be > 0, got {self.cpu_kv_cache_gib}")
         _check(0 < self.gpu_share < 1, f"--vllm_gpu_share must be in (0, 1), got {self.gpu_share}")
         _check(self.tensor_parallel_size >= 1,
-               f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+               f"--tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -41,10 +41,12 @@ class Evaluator:
         if kind == "hybrid":
             from .engines.hybrid import HybridEngine
             from .methods.hybrid import run_batch
-            engine = engine or HybridEngine.load(cfg.model, str(model_path), cfg.execution.vllm)
+            engine = engine or HybridEngine.load(cfg.model, str(model_path), cfg.execution.vllm,
+                                                 seq_tokens=typical_seq_tokens(cfg))
             return cls(cfg, model_path, prompts, engine, run_batch)
         from .engines.vllm import VLLMEngine
-        engine = engine or VLLMEngine.load(cfg.model, str(model_path), cfg.execution.vllm)
+        engine = engine or VLLMEngine.load(cfg.model, str(model_path), cfg.execution.vllm,
+                                           prompt_embeds=False, seq_tokens=typical_seq_tokens(cfg))
         return cls(cfg, model_path, prompts, engine)
 
     def generate(self, samples: Sequence[Sample]):
@@ -55,6 +57,19 @@ class Evaluator:
 
     def run(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:
         return score_rows(samples, self.generate(samples), self.cfg.scoring, self.cfg.method.method)
+
+
+def typical_seq_tokens(cfg: RunConfig) -> int:
+    """Positions a typical vLLM sequence of this run takes (prompt + new tokens), which sizes
+    max_num_seqs from the KV budget (engines/vllm_start.py). A rough mean, not a bound: vLLM
+    admits a sequence only when its KV fits, so a high estimate only queues requests longer.
+    The 512 is a generous chat prompt (GSM8K prompts are ~150-300 tokens); TextMAS agents read
+    up to three earlier answers (1.5 x max_new_tokens on average); the hybrid judger's input
+    holds four prompts and 3 x latent_steps vectors."""
+    m = cfg.method
+    extra = {"baseline": 0, "text_mas": int(1.5 * m.max_new_tokens),
+             "latent_mas": 3 * 512 + 3 * m.latent_steps}[m.method]
+    return 512 + extra + m.max_new_tokens
 
 
 def score_rows(samples: Sequence[Sample], results: Sequence, mode: str, method: str,
@@ -87,6 +102,7 @@ def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
             "seconds": a.seconds,
         } for a in result.agents],
         "hops": [dataclasses.asdict(h) for h in result.hops],
+        "max_new_tokens": getattr(result, "max_new_tokens", None),
     }
     if getattr(result, "latents", None):   # --save_latents: RunStore.append moves it to a side file
         row["latents"] = result.latents
@@ -100,7 +116,7 @@ def error_row(sample: Sample, method: str, error: str, sample_index: int = 0) ->
         "gold": sample.gold if sample.kind != "code" else None, "correct": False,
         "extracted": None, "error": f"not evaluated: {error}"[:2000],
         "prompt_tokens": 0, "generated_tokens": 0, "latent_steps": 0, "seconds": 0.0,
-        "agents": [], "hops": [],
+        "agents": [], "hops": [], "max_new_tokens": None,
     }
 
 

@@ -1,7 +1,10 @@
-"""A run in this process: the pending samples batch by batch through one Evaluator.
+"""A run in this process: the pending samples batch by batch through one Evaluator, or on
+vLLM streamed through its async engine (latentmas_ray/streaming.py: enough samples in flight
+to keep it full, no batch barriers).
 
 What `latentmas-ray run` does without `--ray` (the Ray driver is jobs/driver.py). Each finished
-batch is written to the store at once, so an interrupted run loses at most the batch in flight.
+batch (streamed: every --generate_bs finished samples) is written to the store at once, so an
+interrupted run loses at most what is in flight.
 """
 
 from __future__ import annotations
@@ -27,14 +30,27 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
     evaluator = Evaluator.for_config(cfg, model_path, prompts)
     written, correct = store.counts() if n_done else (0, 0)   # two columns read, not the rows
     start = time.perf_counter()
-    with progress_bar(console, "samples", total=len(pending),
-                      extra=lambda: f"acc {correct / max(written, 1):.1%}") as advance:
-        for i in range(0, len(pending), cfg.generate_bs):
-            rows = evaluator.run(pending[i:i + cfg.generate_bs])
-            store.append(rows)
-            if observer:
-                observer.on_rows(rows)
-            correct += sum(1 for r in rows if r["correct"])
-            written += len(rows)
-            advance(len({r["id"] for r in rows}))      # samples, not their K completion rows
+    try:
+        with progress_bar(console, "samples", total=len(pending),
+                          extra=lambda: f"acc {correct / max(written, 1):.1%}") as advance:
+            def write(rows):
+                nonlocal correct, written
+                store.append(rows)
+                if observer:
+                    observer.on_rows(rows)
+                correct += sum(1 for r in rows if r["correct"])
+                written += len(rows)
+                advance(len({r["id"] for r in rows}))      # samples, not their K completion rows
+
+            # vLLM streams per sample (K > 1 decodes as vLLM's `n` in the batch form)
+            if cfg.engine_kind == "hf" or cfg.method.num_return_sequences > 1:
+                for i in range(0, len(pending), cfg.generate_bs):
+                    write(evaluator.run(pending[i:i + cfg.generate_bs]))
+            else:
+                from .streaming import stream_in_process
+                stream_in_process(cfg, evaluator.engine, pending, prompts, write)
+    finally:
+        close = getattr(evaluator.engine, "close", None)
+        if close is not None:       # vLLM: stop its EngineCore process now, not at exit
+            close()
     return time.perf_counter() - start

@@ -27,6 +27,7 @@ SCHEMA = pa.schema([
     ("latent_steps", pa.int32()), ("seconds", pa.float64()),
     ("agents", pa.list_(AGENT_TYPE)),
     ("hops", pa.list_(HOP_TYPE)),           # transfers between actors (empty in one process)
+    ("max_new_tokens", pa.int32()),         # null, or the budget cut to fit vLLM (issue 14)
 ])
 
 def conform(table: pa.Table) -> pa.Table:

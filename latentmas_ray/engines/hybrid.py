@@ -3,14 +3,13 @@ agents and a vLLM engine for the judger, on the same model folder (methods/hybri
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from ..config import ModelConfig, VLLMConfig
 from ..errors import ConfigError
 from .hf import HFEngine
-from .vllm import VLLMEngine
+from .vllm import VLLMEngine, require_vllm
+from .vllm_start import shared_gpu_utilization
 
 
 class HybridEngine:
@@ -23,12 +22,15 @@ class HybridEngine:
         self.hf, self.vllm = hf, vllm
 
     @classmethod
-    def load(cls, model_cfg: ModelConfig, path: str, options: VLLMConfig | None = None) -> "HybridEngine":
-        options = options or VLLMConfig()
-        if options.gpu_memory_utilization is None:   # leave the HF engine room on the GPU
-            options = dataclasses.replace(options, gpu_memory_utilization=0.45)
-        vllm = VLLMEngine.load(model_cfg, path, options)   # first: fails fast without vLLM
-        return cls(HFEngine.load(model_cfg, path), vllm)
+    def load(cls, model_cfg: ModelConfig, path: str, options: VLLMConfig | None = None,
+             seq_tokens: int | None = None) -> "HybridEngine":
+        """HF first, then vLLM with a memory share derived from what the HF engine left free
+        (no concurrent memory profiling); vLLM takes embedding prompts (the judger's input)."""
+        require_vllm()                                     # fails fast without vLLM
+        hf = HFEngine.load(model_cfg, path)
+        vllm = VLLMEngine.load(model_cfg, path, shared_gpu_utilization(options or VLLMConfig()),
+                               prompt_embeds=True, seq_tokens=seq_tokens)
+        return cls(hf, vllm)
 
     # what Evaluator / Stopwatch may touch
     @property
@@ -39,4 +41,5 @@ class HybridEngine:
         self.hf.sync()
 
     def close(self) -> None:
+        """Close every engine: vLLM's EngineCore process (the HF engine is plain memory)."""
         self.vllm.close()

@@ -123,35 +123,47 @@ class EmptyMemory:
 # ----- the engine --------------------------------------------------------------------------
 
 class VLLMEngine(TextSide):
-    """Stock vLLM behind the HF engine's interface. The text side (prompts, token ids, stop
-    set, top_k fallback) is the HF engine's own (engines/text.py), so both engines see the same
-    token ids and stop on the same tokens by construction."""
+    """Stock vLLM (its async engine, AsyncLLM, on a loop thread of its own: engines/vllm_loop.py)
+    behind the HF engine's interface. The text side (prompts, token ids, stop set, top_k
+    fallback) is the HF engine's own (engines/text.py), so both engines see the same token ids
+    and stop on the same tokens by construction.
 
-    def __init__(self, llm, tokenizer, generation_config, options: VLLMConfig | None = None,
-                 model_path: str | None = None):
-        self.llm = llm
+    Two ways in: the HF engine's batch contract (`generate`, `generate_ids`, `generate_embeds`:
+    submit every row, wait for all) and one request at a time (`submit_ids` / `submit_embeds`
+    -> a Future; `agenerate_ids` / `agenerate_embeds` await one from any event loop), which the
+    streaming methods use to keep the engine full without batch barriers."""
+
+    def __init__(self, loop, tokenizer, generation_config, options: VLLMConfig | None = None,
+                 model_path: str | None = None, occupancy=None):
+        self.loop = loop
         self.init_text(tokenizer, generation_config)
         self.options = options or VLLMConfig()
         self.model_path = model_path
-        mc = llm.llm_engine.model_config
+        self.occupancy = occupancy
+        vc = loop.llm.vllm_config
+        mc = vc.model_config
         self.max_model_len: int = int(mc.max_model_len)
+        self.max_num_seqs: int = int(vc.scheduler_config.max_num_seqs)
         self.hidden_size: int = int(mc.get_hidden_size())
         self.vllm_dtype: torch.dtype = mc.dtype
-        vocab = int(mc.get_vocab_size())
-        # The HF engine truncates the vocab to len(tokenizer) (REFERENCE.md 2.1); vLLM keeps
-        # every row, so mask the extra rows out when there are any (Qwen3: 151936 > 151669).
-        n = len(tokenizer)
-        self._allowed: list[int] | None = list(range(n)) if vocab > n else None
+        self.prompt_embeds: bool = bool(mc.enable_prompt_embeds)
         self.calls = 0
-        self.seconds = 0.0          # wall time spent inside llm.generate
+        self.seconds = 0.0          # wall time spent inside the batch calls
 
     # ----- loading ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_cfg: ModelConfig, path: str, options: VLLMConfig | None = None) -> "VLLMEngine":
+    def load(cls, model_cfg: ModelConfig, path: str, options: VLLMConfig | None = None, *,
+             prompt_embeds: bool = True, seq_tokens: int | None = None) -> "VLLMEngine":
         """Start vLLM on a local HF folder (16-30 s on CPU for SmolLM2-135M). Never touches
-        the network (HF_HUB_OFFLINE=1 is set for this process when unset)."""
+        the network (HF_HUB_OFFLINE=1 is set for this process when unset).
+        prompt_embeds: accept embedding prompts (the hybrid judger); seq_tokens: positions a
+        typical sequence takes (prompt + new tokens), which sizes max_num_seqs from the KV
+        budget when --vllm_max_num_seqs is not given."""
         require_vllm()
         from transformers import AutoTokenizer
+
+        from .vllm_loop import EngineLoop, Occupancy, occupancy_logger_factory
+        from .vllm_start import check_tensor_parallel, engine_args, model_vocab_rows
 
         options = options or VLLMConfig()
         folder = Path(path)
@@ -162,29 +174,27 @@ class VLLMEngine(TextSide):
         cuda = torch.cuda.is_available()
         if model_cfg.device not in ("auto", "cuda", "cpu") and not model_cfg.device.startswith("cuda"):
             raise ConfigError(f"--device {model_cfg.device} is not supported with vLLM (auto, cpu, cuda)")
+        check_tensor_parallel(options.tensor_parallel_size,
+                              torch.cuda.device_count() if cuda else 0, "this process")
         dtype = resolve_dtype(model_cfg.dtype, torch.device("cuda" if cuda else "cpu"))
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"cannot load a tokenizer from {path}: {type(e).__name__}: {e}") from e
-        kwargs: dict[str, Any] = dict(
-            model=str(folder), tokenizer=str(folder), dtype=dtype,
-            max_model_len=options.max_model_len, max_num_seqs=options.max_num_seqs,
-            enable_prompt_embeds=True, enable_prefix_caching=options.enable_prefix_caching,
-            tensor_parallel_size=options.tensor_parallel_size, seed=options.seed,
-            enforce_eager=(not cuda) if options.enforce_eager is None else options.enforce_eager,
-        )
-        if cuda:
-            util = options.gpu_memory_utilization
-            kwargs["gpu_memory_utilization"] = 0.85 if util is None else util
-        elif not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-            kwargs["kv_cache_memory_bytes"] = int(options.cpu_kv_cache_gib * (1 << 30))
-        kwargs.update(options.extra)
-        from vllm import LLM
+        kwargs = engine_args(str(folder), dtype, options, cuda=cuda, prompt_embeds=prompt_embeds,
+                             seq_tokens=seq_tokens,
+                             vocab_mask=model_vocab_rows(folder) > len(tokenizer))
+        occupancy = Occupancy()
+
+        def build():
+            from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+            return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs),
+                                             stat_loggers=[occupancy_logger_factory(occupancy)])
 
         t0 = time.perf_counter()
         try:
-            llm = LLM(**kwargs)
+            loop = EngineLoop(build)
         except Exception as e:  # noqa: BLE001 - engine start failures become one message
             raise ConfigError(f"vLLM could not start on {path}: {type(e).__name__}: "
                               f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''} "
@@ -192,21 +202,22 @@ class VLLMEngine(TextSide):
                               "guard; on CPU set VLLM_CPU_KVCACHE_SPACE / cpu_kv_cache_gib to a "
                               "size that fits in memory)") from e
         log.info("vLLM engine started in %.1f s", time.perf_counter() - t0)
-        return cls(llm, tokenizer, _generation_config(folder), options, str(folder))
+        return cls(loop, tokenizer, _generation_config(folder), options, str(folder), occupancy)
 
     def close(self) -> None:
-        """Stop the EngineCore process (also happens at interpreter exit)."""
-        llm, self.llm = self.llm, None
-        if llm is None:
-            return
-        try:
-            llm.llm_engine.engine_core.shutdown()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        """Stop the EngineCore process and the loop thread (idempotent)."""
+        loop, self.loop = self.loop, None
+        if loop is not None:
+            loop.close()
 
     def reset_prefix_cache(self) -> None:
         """Forget cached prefixes (for honest timings of repeated prompts)."""
-        self.llm.reset_prefix_cache()
+        self.loop.call(lambda: self.loop.llm.reset_prefix_cache())
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted and not finished."""
+        return self.loop.pending if self.loop is not None else 0
 
     # ----- the HF engine's interface -----------------------------------------------------
     @property
@@ -215,7 +226,7 @@ class VLLMEngine(TextSide):
         return torch.device("cpu")
 
     def sync(self) -> None:
-        """llm.generate returns only when its requests are done: nothing queued to wait for."""
+        """The batch calls return only when their requests are done: nothing queued to wait for."""
 
     def new_memory(self, batch: int) -> EmptyMemory:
         return EmptyMemory(batch)
@@ -234,15 +245,16 @@ class VLLMEngine(TextSide):
         rows = [ids[i][mask[i].bool()].tolist() for i in range(b)]
         return self.generate_ids(rows, max_new_tokens, sp, call_seeds(generators[::k]), n=k)
 
-    # ----- native entries ----------------------------------------------------------------
+    # ----- requests --------------------------------------------------------------------------
     def vllm_params(self, sp: SamplingParams, max_new_tokens: int, seed: int | None, n: int = 1):
         from vllm import SamplingParams as VSP
+        from vllm.sampling_params import RequestOutputKind
 
         kw: dict[str, Any] = dict(
             n=n, max_tokens=max_new_tokens, stop_token_ids=sorted(self.stop_token_ids),
             ignore_eos=True,   # stop on exactly our stop set (vLLM would add its own eos ids)
             detokenize=False, skip_special_tokens=True, seed=seed,
-            allowed_token_ids=self._allowed,
+            output_kind=RequestOutputKind.FINAL_ONLY,   # one output per request, at its end
         )
         if sp.greedy:
             kw.update(temperature=0.0)
@@ -250,54 +262,97 @@ class VLLMEngine(TextSide):
             kw.update(temperature=sp.temperature, top_p=sp.top_p, top_k=sp.top_k or 0)
         return VSP(**kw)
 
-    def _check_length(self, lengths: list[int], max_new_tokens: int) -> None:
-        worst = max(lengths)
-        if worst + max_new_tokens > self.max_model_len:
-            raise ConfigError(
-                f"a prompt of {worst} positions + max_new_tokens {max_new_tokens} exceeds the vLLM "
-                f"engine's max_model_len {self.max_model_len}; raise --vllm_max_model_len (vLLM "
-                "would otherwise stop the generation early)")
+    def budget(self, prompt_len: int, max_new_tokens: int, clip: bool | None = None,
+               what: str = "a prompt") -> int:
+        """The new-token budget of one request: max_new_tokens when prompt + budget fits
+        max_model_len; else, with `clip` (None: --vllm_clip_max_new_tokens), what fits (>= 1),
+        or a ConfigError naming the numbers (vLLM would otherwise stop the generation early)."""
+        clip = self.options.clip_max_new_tokens if clip is None else clip
+        room = self.max_model_len - prompt_len
+        if prompt_len + max_new_tokens <= self.max_model_len:
+            return max_new_tokens
+        if clip and room >= 1:
+            return room
+        raise ConfigError(
+            f"{what} of {prompt_len} positions + max_new_tokens {max_new_tokens} = "
+            f"{prompt_len + max_new_tokens} exceeds the vLLM engine's max_model_len "
+            f"{self.max_model_len}; raise --vllm_max_model_len"
+            + ("" if clip else " or pass --vllm_clip_max_new_tokens"))
 
-    def _run(self, prompts: list, lengths: list[int], max_new_tokens: int, sp: SamplingParams,
+    def _prompt(self, ids: Sequence[int] | None = None, embeds: torch.Tensor | None = None):
+        if embeds is None:
+            from vllm.inputs import TokensPrompt
+            return TokensPrompt(prompt_token_ids=list(ids)), len(ids)
+        from vllm.inputs import EmbedsPrompt
+        assert self.prompt_embeds, "this vLLM engine was started without enable_prompt_embeds"
+        assert embeds.ndim == 2 and embeds.shape[1] == self.hidden_size, \
+            (tuple(embeds.shape), self.hidden_size)
+        return (EmbedsPrompt(prompt_embeds=embeds.detach().to("cpu", self.vllm_dtype)),
+                int(embeds.shape[0]))
+
+    def submit(self, ids: Sequence[int] | None, embeds: torch.Tensor | None, max_new_tokens: int,
+               sp: SamplingParams, seed: int | None, n: int = 1):
+        """One request (token ids or an embedding sequence [N, D]) -> a Future of its
+        RequestOutput (n completions: vLLM's `n`). The caller has checked the length (`budget`)."""
+        prompt, length = self._prompt(ids, embeds)
+        assert length + max_new_tokens <= self.max_model_len, (length, max_new_tokens,
+                                                               self.max_model_len)
+        return self.loop.submit(prompt, self.vllm_params(sp, max_new_tokens, seed, n))
+
+    def tokens(self, out, max_new_tokens: int) -> list[int]:
+        """A finished RequestOutput -> its (first) completion's new token ids, checked."""
+        return self.completions(out, max_new_tokens)[0]
+
+    def completions(self, out, max_new_tokens: int) -> list[list[int]]:
+        """A finished RequestOutput -> each completion's new token ids in index order (stop
+        token included), checked."""
+        result = []
+        for c in sorted(out.outputs, key=lambda c: c.index):
+            toks = list(c.token_ids)
+            assert 1 <= len(toks) <= max_new_tokens, (len(toks), max_new_tokens)
+            assert len(toks) == max_new_tokens or toks[-1] in self.stop_token_ids, \
+                f"vLLM stopped early on {toks[-1]} ({c.finish_reason})"
+            result.append(toks)
+        return result
+
+    async def agenerate(self, ids: Sequence[int] | None, embeds: torch.Tensor | None,
+                        max_new_tokens: int, sp: SamplingParams, seed: int | None) -> list[int]:
+        """One request awaited from any event loop -> its new token ids."""
+        import asyncio
+        out = await asyncio.wrap_future(self.submit(ids, embeds, max_new_tokens, sp, seed))
+        return self.tokens(out, max_new_tokens)
+
+    def _run(self, prompts: list, max_new_tokens: int, sp: SamplingParams,
              seeds: Sequence[int | None], n: int = 1) -> list[list[int]]:
+        """A batch: every request submitted at once, then every result awaited; n completions
+        per prompt, prompt-major."""
         assert len(prompts) == len(seeds) and prompts
-        self._check_length(lengths, max_new_tokens)
-        params = [self.vllm_params(sp, max_new_tokens, s, n) for s in seeds]
+        for ids, embeds in prompts:
+            length = len(ids) if embeds is None else int(embeds.shape[0])
+            self.budget(length, max_new_tokens, clip=False)
         t0 = time.perf_counter()
-        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        futures = [self.submit(ids, embeds, max_new_tokens, sp, s, n)
+                   for (ids, embeds), s in zip(prompts, seeds)]
+        outs = [f.result() for f in futures]
         self.seconds += time.perf_counter() - t0
         self.calls += 1
         result = []
         for o in outs:
-            children = sorted(o.outputs, key=lambda c: c.index)
+            children = self.completions(o, max_new_tokens)
             assert len(children) == n, (len(children), n)
-            for c in children:
-                toks = list(c.token_ids)
-                assert 1 <= len(toks) <= max_new_tokens, (len(toks), max_new_tokens)
-                assert len(toks) == max_new_tokens or toks[-1] in self.stop_token_ids, \
-                    f"vLLM stopped early on {toks[-1]} ({c.finish_reason})"
-                result.append(toks)
+            result.extend(children)
         return result
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, sp: SamplingParams,
                      seeds: Sequence[int | None] | None = None, n: int = 1) -> list[list[int]]:
         """Token-id prompts (unpadded) -> new token ids per prompt (n per prompt, prompt-major),
         stop token included."""
-        from vllm.inputs import TokensPrompt
-
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
-        return self._run([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
-                         [len(p) for p in prompts], max_new_tokens, sp, seeds, n)
+        return self._run([(list(p), None) for p in prompts], max_new_tokens, sp, seeds, n)
 
     def generate_embeds(self, embeds: list[torch.Tensor], max_new_tokens: int, sp: SamplingParams,
                         seeds: Sequence[int | None] | None = None, n: int = 1) -> list[list[int]]:
         """Input-embedding prompts ([N_i, D] each, positions 0..N_i-1) -> new token ids (n per
         prompt, prompt-major)."""
-        from vllm.inputs import EmbedsPrompt
-
         seeds = list(seeds) if seeds is not None else [None] * len(embeds)
-        prompts = []
-        for e in embeds:
-            assert e.ndim == 2 and e.shape[1] == self.hidden_size, (tuple(e.shape), self.hidden_size)
-            prompts.append(EmbedsPrompt(prompt_embeds=e.detach().to("cpu", self.vllm_dtype)))
-        return self._run(prompts, [int(e.shape[0]) for e in embeds], max_new_tokens, sp, seeds, n)
+        return self._run([(None, e) for e in embeds], max_new_tokens, sp, seeds, n)

@@ -3,6 +3,8 @@ K completions: the prompt is prefilled once and decoded K ways (engine.generate'
 
 from __future__ import annotations
 
+import time
+
 from ..prompts import agent_name, build_messages
 from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
                      sampling_for)
@@ -33,3 +35,26 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
                            0, per_sample, text)
         results.append(finish(s.id, text, [trace], per_sample, j))
     return results
+
+
+async def run_sample(engine, sample, method_cfg, run_seed: int,
+                     prompts: dict[str, str] | None = None) -> SampleResult:
+    """One sample as one request on an engine with `agenerate` (vLLM), awaited: the form the
+    streaming runner uses. Same prompt, budget and seed as `run_batch`, so the same tokens;
+    `seconds` is this sample's own latency (requests overlap)."""
+    from ..engines.vllm import call_seeds
+
+    t0 = time.perf_counter()
+    p = engine.tokenize(engine.render(build_messages(
+        "baseline", method_cfg.prompt, "single", sample.kind, sample.question, "", prompts)))
+    budget = engine.budget(len(p), method_cfg.max_new_tokens,
+                           what=f"sample {sample.id}: a prompt")
+    (seed,) = call_seeds(generators_for(engine, [sample], method_cfg, run_seed))
+    out = await engine.agenerate(p, None, budget, sampling_for(engine, method_cfg), seed)
+    seconds = time.perf_counter() - t0
+    text = engine.decode(out).strip()
+    trace = AgentTrace("single", agent_name(method_cfg.prompt, "single"), p, out, len(p),
+                       len(out), 0, seconds, text)
+    result = finish(sample.id, text, [trace], seconds)
+    result.max_new_tokens = budget if budget != method_cfg.max_new_tokens else None
+    return result

@@ -169,3 +169,28 @@ def run_batch(engine: HybridEngine, samples, method_cfg, run_seed: int,
     `stats` (optional) receives a HybridStats per sample id (bytes shipped, time split)."""
     batch = latent_phase(engine.hf, samples, method_cfg, run_seed, prompts)
     return judge_phase(engine.vllm, batch, method_cfg, run_seed, stats)
+
+
+async def judge_sample(vllm, batch: LatentBatch, i: int, method_cfg, run_seed: int,
+                       transfer_ms: float = 0.0) -> tuple[SampleResult, HybridStats]:
+    """Sample i of a LatentBatch: its judger as one vLLM request, awaited (the streaming form
+    of `judge_phase`: every sample of a batch is submitted the moment the batch exists and
+    comes back on its own). Same input, budget and seed as `judge_phase`: the same tokens."""
+    b, s, topo = len(batch.samples), batch.samples[i], method_cfg.prompt
+    t0 = time.perf_counter()
+    emb = batch.embeds[i]                                                # [N_i, D]
+    budget = vllm.budget(int(emb.shape[0]), method_cfg.max_new_tokens,
+                         what=f"sample {s.id}: the judger's input")
+    (seed,) = _seeds(vllm, [s], method_cfg, run_seed)
+    out = await vllm.agenerate(None, emb, budget, sampling_for(vllm, method_cfg), seed)
+    vllm_seconds = time.perf_counter() - t0
+    text = vllm.decode(out).strip()
+    agents = list(batch.traces[i]) + [AgentTrace(
+        "judger", agent_name(topo, "judger"), batch.judger_ids[i], out,
+        len(batch.judger_ids[i]), len(out), 0, batch.embed_seconds / b + vllm_seconds, text)]
+    result = finish(s.id, text, agents, sum(a.seconds for a in agents))
+    result.max_new_tokens = budget if budget != method_cfg.max_new_tokens else None
+    nbytes = int(emb.numel() * emb.element_size())
+    result.hops.append(Hop("hf", "vllm", "embeds", nbytes, transfer_ms / b))
+    return result, HybridStats(nbytes, int(emb.shape[0]), batch.hf_seconds / b, vllm_seconds,
+                               {"memory_used": batch.memory_used})

@@ -63,6 +63,9 @@ class SampleResult:
     hops: list[Hop] = field(default_factory=list)
     sample_index: int = 0     # which of the sample's K completions (0..K-1)
     latents: dict | None = None   # --save_latents: {role: {"hidden", "fed"}} (completion 0 only)
+    # the new-token budget when it was cut to fit vLLM's max_model_len (--vllm_clip_max_new_tokens;
+    # TextMAS: the smallest of its agents'), else None (the run's max_new_tokens)
+    max_new_tokens: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -12,6 +12,8 @@ between chains, and every later agent reads it, so a chain's whole cost is paid 
 
 from __future__ import annotations
 
+import time
+
 from ..prompts import AGENT_ROLES, agent_name, build_messages
 from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
                      sampling_for)
@@ -47,3 +49,38 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
                 contexts[i] += f"[{name}]:\n{texts[i]}\n\n"
     return [finish(s.id, texts[i], traces[i], sum(a.seconds for a in traces[i]), i % k)
             for i, s in enumerate(samples)]
+
+
+async def run_sample(engine, sample, method_cfg, run_seed: int,
+                     prompts: dict[str, str] | None = None) -> SampleResult:
+    """One sample's chain on an engine with `agenerate` (vLLM): each agent is one request,
+    submitted the moment the previous agent's text is back, so no sample waits for another.
+    Same prompts, budgets and seeds (the k-th call draws the k-th seed of the sample's stream)
+    as `run_batch`, so the same tokens; each agent's `seconds` is its own request's latency."""
+    from ..engines.vllm import call_seeds
+
+    topo = method_cfg.prompt
+    sp = sampling_for(engine, method_cfg)
+    gens = generators_for(engine, [sample], method_cfg, run_seed)
+    context, text, clipped = "", "", None
+    traces: list[AgentTrace] = []
+    for role in AGENT_ROLES:
+        t0 = time.perf_counter()
+        name = agent_name(topo, role)
+        p = engine.tokenize(engine.render(build_messages(
+            "text_mas", topo, role, sample.kind, sample.question,
+            context[:method_cfg.text_mas_context_length], prompts)))
+        budget = engine.budget(len(p), method_cfg.max_new_tokens,
+                               what=f"sample {sample.id}: the {role}'s prompt")
+        if budget != method_cfg.max_new_tokens:
+            clipped = budget if clipped is None else min(clipped, budget)
+        (seed,) = call_seeds(gens)
+        out = await engine.agenerate(p, None, budget, sp, seed)
+        text = engine.decode(out).strip()
+        traces.append(AgentTrace(role, name, p, out, len(p), len(out), 0,
+                                 time.perf_counter() - t0, text))
+        if role != "judger":
+            context += f"[{name}]:\n{text}\n\n"
+    result = finish(sample.id, text, traces, sum(a.seconds for a in traces))
+    result.max_new_tokens = clipped
+    return result

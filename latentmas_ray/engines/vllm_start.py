@@ -1,0 +1,113 @@
+"""How a vLLM engine is started: the engine arguments we choose, `max_num_seqs` from the KV
+budget, and the checks that must pass before anything starts (tensor parallelism vs GPUs).
+
+Plain functions over a VLLMConfig and the model folder's config.json; nothing here starts vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import VLLMConfig
+from ..errors import ConfigError
+
+# vLLM's own ceiling on a GPU (its default max_num_seqs); a derived value never exceeds it
+MAX_NUM_SEQS_CAP = 256
+
+
+def kv_bytes_per_token(folder: str | Path, dtype: torch.dtype) -> int:
+    """KV-cache bytes one token takes in this model: 2 (K and V) x layers x kv heads x head
+    dim x dtype size, from config.json."""
+    c = json.loads((Path(folder) / "config.json").read_text())
+    c = c.get("text_config", c)
+    heads = int(c["num_attention_heads"])
+    head_dim = int(c.get("head_dim") or c["hidden_size"] // heads)
+    kv_heads = int(c.get("num_key_value_heads") or heads)
+    size = torch.empty((), dtype=dtype).element_size()
+    return 2 * int(c["num_hidden_layers"]) * kv_heads * head_dim * size
+
+
+def derive_max_num_seqs(kv_bytes: int, bytes_per_token: int, seq_tokens: int,
+                        cap: int = MAX_NUM_SEQS_CAP) -> int:
+    """How many sequences of `seq_tokens` positions the KV budget holds at once (1..cap)."""
+    assert kv_bytes > 0 and bytes_per_token > 0 and seq_tokens > 0
+    return max(1, min(cap, kv_bytes // (bytes_per_token * seq_tokens)))
+
+
+def cpu_kv_bytes(options: VLLMConfig) -> int:
+    """The CPU KV budget: VLLM_CPU_KVCACHE_SPACE (GiB) when set, as vLLM reads it, else ours."""
+    env = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+    gib = float(env) if env else options.cpu_kv_cache_gib
+    return int(gib * (1 << 30))
+
+
+def check_tensor_parallel(tp: int, gpus: float, where: str) -> None:
+    """--tensor_parallel_size N needs N whole GPUs for the vLLM engine (one line otherwise)."""
+    if tp <= 1:
+        return
+    if gpus < tp:
+        raise ConfigError(f"--tensor_parallel_size {tp} needs {tp} GPUs for the vLLM engine, but "
+                          f"{where} has {gpus:g}; lower --tensor_parallel_size or give it more "
+                          "GPUs (--num_gpus_per_replica)")
+
+
+def engine_args(folder: str, dtype: torch.dtype, options: VLLMConfig, *, cuda: bool,
+                prompt_embeds: bool, seq_tokens: int | None, vocab_mask: bool) -> dict[str, Any]:
+    """The AsyncEngineArgs keyword arguments for this run (options.extra wins)."""
+    max_num_seqs = options.max_num_seqs
+    kwargs: dict[str, Any] = dict(
+        model=folder, tokenizer=folder, dtype=dtype, max_model_len=options.max_model_len,
+        # embeddings in: only where a judger's input is sent (the hybrid); off, vLLM keeps
+        # its default text-only input path
+        enable_prompt_embeds=prompt_embeds, enable_prefix_caching=options.enable_prefix_caching,
+        tensor_parallel_size=options.tensor_parallel_size, seed=options.seed,
+        enforce_eager=(not cuda) if options.enforce_eager is None else options.enforce_eager,
+        disable_log_stats=True,      # our Occupancy logger still receives the scheduler stats
+    )
+    if cuda:
+        util = options.gpu_memory_utilization
+        kwargs["gpu_memory_utilization"] = 0.85 if util is None else util
+        # GPU: None = vLLM's default; its scheduler admits a sequence only when the KV cache
+        # (sized by profiling the free memory) has room, so the KV budget bounds it anyway
+    else:
+        kv = cpu_kv_bytes(options)
+        if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            kwargs["kv_cache_memory_bytes"] = kv
+        if max_num_seqs is None:
+            seq = min(seq_tokens or options.max_model_len or 4096, options.max_model_len or 1 << 30)
+            max_num_seqs = derive_max_num_seqs(kv, kv_bytes_per_token(folder, dtype), seq)
+    if max_num_seqs is not None:
+        kwargs["max_num_seqs"] = int(max_num_seqs)
+    if vocab_mask:
+        from .vllm_vocab import VocabMask
+        kwargs["logits_processors"] = [VocabMask]
+    kwargs.update(options.extra)
+    return kwargs
+
+
+def model_vocab_rows(folder: str | Path) -> int:
+    c = json.loads((Path(folder) / "config.json").read_text())
+    return int(c.get("text_config", c)["vocab_size"])
+
+
+def shared_gpu_utilization(options: VLLMConfig, fraction: float = 1.0) -> VLLMConfig:
+    """vLLM next to an HF engine that has ALREADY loaded on the same GPU: unless
+    --vllm_gpu_memory_utilization is given, 90% of what is free now (vLLM counts its share
+    of the whole device and refuses to start when that much is not free), capped at 0.9 x
+    `fraction` (a Ray actor's share of the GPU). On CPU: options unchanged."""
+    import dataclasses
+
+    if options.gpu_memory_utilization is not None or not torch.cuda.is_available():
+        return options
+    free, total = torch.cuda.mem_get_info()
+    util = min(0.9 * free / total, 0.9 * fraction)
+    if util < 0.05:
+        raise ConfigError(f"only {free / (1 << 30):.1f} GiB of {total / (1 << 30):.1f} GiB GPU "
+                          "memory is free for vLLM after the HF engine loaded; give the replica "
+                          "more GPU memory or set --vllm_gpu_memory_utilization")
+    return dataclasses.replace(options, gpu_memory_utilization=round(util, 3))

@@ -1,0 +1,77 @@
+"""Lengths checked before any engine starts: on vLLM every prompt plus max_new_tokens must fit
+--vllm_max_model_len (vLLM would otherwise reject the request, or stop the generation early).
+
+    check_lengths(cfg, samples, model_path, prompts) -> longest prompt (positions)
+
+Only the tokenizer is loaded. The prompts are the methods' own (same rendering and token ids):
+baseline: its one prompt; TextMAS: each agent's prompt with an empty context (later agents'
+prompts also hold earlier answers, unknown before the run: those are checked per request, and
+one that cannot fit stops the run with the same kind of message); the hybrid judger: its input
+embedding sequence (three latent agents' prompts + 3 x latent_steps vectors + its own prompt).
+With --vllm_clip_max_new_tokens a sample whose prompt fits but not with max_new_tokens is
+allowed: its budget is cut per request and recorded in its row (`max_new_tokens`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .config import RunConfig
+from .engines.text import TextSide
+from .errors import ConfigError
+from .prompts import AGENT_ROLES, build_messages
+
+
+class Tokenizer(TextSide):
+    """The engines' render + tokenize on the model folder's tokenizer (no model loaded)."""
+
+    def __init__(self, model_path: str):
+        from transformers import AutoTokenizer
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+
+
+def prompt_lengths(cfg: RunConfig, samples: Sequence, tok, prompts: dict[str, str] | None
+                   ) -> dict[str, int]:
+    """Each sample's longest vLLM input known before the run (positions)."""
+    m = cfg.method
+    if m.method == "baseline":
+        return {s.id: len(tok.tokenize(tok.render(build_messages(
+            "baseline", m.prompt, "single", s.kind, s.question, "", prompts)))) for s in samples}
+    if m.method == "text_mas":
+        return {s.id: max(len(tok.tokenize(tok.render(build_messages(
+            "text_mas", m.prompt, role, s.kind, s.question, "", prompts)))) for role in AGENT_ROLES)
+            for s in samples}
+    from .methods.latent_mas import LATENT_ROLES, judger_uses_memory, role_prompt_ids
+
+    total = {s.id: 0 for s in samples}
+    roles = (*LATENT_ROLES, "judger") if judger_uses_memory(m) else ("judger",)
+    for role in roles:
+        for s, ids in zip(samples, role_prompt_ids(tok, samples, role, m, prompts)):
+            total[s.id] += len(ids) + (m.latent_steps if role != "judger" else 0)
+    return total
+
+
+def check_lengths(cfg: RunConfig, samples: Sequence, model_path, prompts: dict[str, str] | None
+                  ) -> int:
+    """Raise ONE line naming the worst sample and its numbers when a vLLM input cannot fit;
+    returns the longest input. Nothing to check without vLLM or without a length limit."""
+    limit = cfg.execution.vllm.max_model_len
+    if cfg.engine_kind == "hf" or limit is None or not samples:
+        return 0
+    lengths = prompt_lengths(cfg, samples, Tokenizer(str(model_path)), prompts)
+    new = cfg.method.max_new_tokens
+    clip = cfg.execution.vllm.clip_max_new_tokens
+    # with clipping a prompt only needs room for one new token
+    bad = {i: n for i, n in lengths.items() if n + (1 if clip else new) > limit}
+    if bad:
+        worst = max(bad, key=bad.get)
+        n = bad[worst]
+        more = f" (and {len(bad) - 1} more of {len(samples)} samples)" if len(bad) > 1 else ""
+        what = "the judger's input" if cfg.engine_kind == "hybrid" else "prompt"
+        hint = ("raise --vllm_max_model_len" if clip else
+                "raise --vllm_max_model_len, lower --max_new_tokens, or pass "
+                "--vllm_clip_max_new_tokens to cut max_new_tokens per sample to what fits")
+        raise ConfigError(f"sample {worst}: {what} of {n} tokens + max_new_tokens "
+                          f"{1 if clip else new} = {n + (1 if clip else new)} > "
+                          f"--vllm_max_model_len {limit}{more}; {hint}")
+    return max(lengths.values())
