@@ -32,6 +32,7 @@ AGENT_TYPE = pa.struct([
     ("input_ids", pa.list_(pa.int32())), ("output_ids", pa.list_(pa.int32())),
     ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
     ("latent_steps", pa.int32()), ("seconds", pa.float64()),
+    ("model", pa.string()),                 # the agent's checkpoint (null in older parts)
 ])
 HOP_TYPE = pa.struct([
     ("src", pa.string()), ("dst", pa.string()), ("payload", pa.string()),
@@ -70,7 +71,8 @@ def _conform(table: pa.Table) -> pa.Table:
 # whose config.json lacks them, still resumes.
 # A dotted name is a field of a section ("model.packed_linear").
 LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False,
-                "method.num_return_sequences": 1}
+                "method.num_return_sequences": 1, "method.agents": None,
+                "method.memory_layers": None, "method.memory_top_k": None}
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:

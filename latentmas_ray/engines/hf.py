@@ -84,6 +84,7 @@ class HFEngine(TextSide):
 
         self.init_text(tokenizer, getattr(self.model, "generation_config", None))
         self._realigners: dict[bool, Realigner] = {}
+        self.source = ""                    # the model folder (set by load)
         self._check_head()
 
     # ----- loading -------------------------------------------------------------------------
@@ -109,7 +110,9 @@ class HFEngine(TextSide):
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"cannot load a causal LM from {path}: {type(e).__name__}: {e}") from e
         engine_kw.setdefault("packed_linear", model_cfg.packed_linear)
-        return cls(model.to(device), tokenizer, **engine_kw)     # .to: a no-op check
+        engine = cls(model.to(device), tokenizer, **engine_kw)   # .to: a no-op check
+        engine.source = str(folder)         # recorded in each agent's trace (its model)
+        return engine
 
     # ----- properties ----------------------------------------------------------------------
     @property
