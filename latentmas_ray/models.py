@@ -113,7 +113,11 @@ def kv_layout(folder: Path) -> dict[str, int]:
     """What a shared KV memory needs equal between two checkpoints, read from config.json."""
     from transformers import AutoConfig
 
-    c = AutoConfig.from_pretrained(str(folder), local_files_only=True).get_text_config(decoder=True)
+    try:
+        c = AutoConfig.from_pretrained(str(folder), local_files_only=True).get_text_config(decoder=True)
+    except Exception as e:  # noqa: BLE001 - one line naming the folder
+        raise ConfigError(f"cannot read the model config in {folder}: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
     heads = c.num_attention_heads
     return {"layers": c.num_hidden_layers,
             "KV heads": getattr(c, "num_key_value_heads", None) or heads,
