@@ -94,6 +94,7 @@ def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
             "output_ids": list(a.output_ids), "prompt_tokens": a.prompt_tokens,
             "generated_tokens": a.generated_tokens, "latent_steps": a.latent_steps,
             "seconds": a.seconds, "model": getattr(a, "model", "") or None,
+            "memory_bytes": getattr(a, "memory_bytes", 0),
         } for a in result.agents],
         "hops": [dataclasses.asdict(h) for h in result.hops],
     }

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..latent.memory import AttentionMass, apply_memory
 from ..latent.rollout import run_latent_agent
 from ..prompts import AGENT_ROLES, agent_messages, team_for
 from .latent_inputs import LatentRecorder
@@ -70,12 +71,14 @@ def latent_agent_step(engine, kv, samples, role: str, method_cfg, realign,
     clock = Stopwatch(engine)
     prompt_ids = role_prompt_ids(engine, samples, role, method_cfg, prompts)
     ids, mask = engine.pad_left(prompt_ids)                               # [B, L]
-    run_latent_agent(engine, kv, ids, mask, m, realign)
-    kv.apply_memory_mode(method_cfg.memory)
+    mass = AttentionMass() if method_cfg.memory == "top_attention" else None
+    run_latent_agent(engine, kv, ids, mask, m, realign, mass)
+    apply_memory(kv, method_cfg, mass)                  # what this agent passes on
+    passed = kv.sample_nbytes()
     per_sample = clock.lap() / b
     name, model = team_for(method_cfg).agent(role).name, engine_label(engine)
     return [AgentTrace(role, name, prompt_ids[i], [], len(prompt_ids[i]), 0, m, per_sample,
-                       model=model) for i in range(b)]
+                       model=model, memory_bytes=int(passed[i])) for i in range(b)]
 
 
 def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[list[AgentTrace]],

@@ -39,6 +39,7 @@ class AgentTrace:
     seconds: float
     output: str = ""          # decoded text of output_ids ("" for latent agents)
     model: str = ""           # the checkpoint the agent ran on (engine_label)
+    memory_bytes: int = 0     # LatentMAS thinkers: KV bytes of the memory passed on (its share)
 
 
 @dataclass
