@@ -59,6 +59,8 @@ def test_a_batch_equals_its_samples_alone_and_bytes_shrink(tiny_engine, name):
     batched = run(tiny_engine, SAMPLES, cfg, run_seed=0)
     alone = [r for s in SAMPLES for r in run(tiny_engine, [s], cfg, run_seed=0)]
     assert _tokens(batched) == _tokens(alone)
+    assert [[a.memory_bytes for a in r.agents] for r in batched] == \
+        [[a.memory_bytes for a in r.agents] for r in alone]       # pads are never counted
     full = run(tiny_engine, SAMPLES, _cfg(), run_seed=0)
     assert _tokens(batched) != _tokens(full)           # the ablation changes what is read
     for r, f in zip(alone, full):

@@ -108,11 +108,17 @@ class BatchKV:
                     total += t[:, :, self._first_column(i):].numel() * t.element_size()
         return total
 
-    def sample_nbytes(self) -> list[float]:
-        """Each row's share of nbytes(), in proportion to its real entries."""
-        real = self.real_lengths().tolist()
-        total = self.nbytes()
-        return [total * r / max(sum(real), 1) for r in real]
+    def sample_nbytes(self) -> list[int]:
+        """Each row's own keys and values: its real entries only (pads excluded), so the
+        figure does not depend on the batch it ran in."""
+        total = torch.zeros(self.batch_size, dtype=torch.long, device=self.mask.device)
+        for i, layer in enumerate(self.cache.layers):
+            if layer.keys is None:
+                continue
+            per_entry = (layer.keys[0, :, 0].numel() * layer.keys.element_size()
+                         + layer.values[0, :, 0].numel() * layer.values.element_size())
+            total += self.mask[:, self._first_column(i):].sum(dim=1) * per_entry
+        return total.tolist()
 
     def _first_column(self, layer: int) -> int:
         """The first column layer `layer` can still read (cut for a hidden layer, else 0)."""
