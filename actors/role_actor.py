@@ -1,5 +1,8 @@
 """One LatentMAS role (planner, critic, refiner or judger) as its own actor: the disaggregated
-placement (`--placement disaggregated`, driver in jobs/disaggregated.py).
+placement (`--placement disaggregated`, driver in jobs/disaggregated.py). The roles are the
+run's agents (prompts.team_for: the built-in topology or --agents), one actor each, in order;
+the last one answers ("the judger" below). Each actor loads its agent's own checkpoint, if
+the agent names one, else the run's model.
 
 A batch flows through four actors as a pipeline,
 
@@ -83,7 +86,11 @@ class RoleWorker:
 
         from latentmas_ray.config import RunConfig
 
-        assert role in ROLES, role
+        from latentmas_ray.prompts import team_for
+
+        team = team_for(RunConfig.from_dict(cfg).method)
+        assert role in team.roles, (role, team.roles)
+        self.roles, self.answering = team.roles, role == team.answerer.role
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         quiet_progress_bars()
@@ -93,7 +100,9 @@ class RoleWorker:
         self.payload = payload
         if engine is None:
             from latentmas_ray.engines.hf import HFEngine
-            path = local_model_path(self.cfg, model_path)
+            from latentmas_ray.models import resolve_model
+            own = team.agent(role).model
+            path = resolve_model(own) if own else local_model_path(self.cfg, model_path)
             self.model_path = str(path)
             engine = HFEngine.load(self.cfg.model, self.model_path)
         else:
@@ -114,7 +123,7 @@ class RoleWorker:
                 "batches": self.batches}
         roles = dict((partner or {}).get("roles", {}))
         roles[self.role] = info
-        first = roles[next(r for r in ROLES if r in roles)]
+        first = roles[next(r for r in self.roles if r in roles)]
         return {**first, "roles": roles}
 
     def stats(self) -> dict[str, Any]:
@@ -157,7 +166,7 @@ class RoleWorker:
         """A latent role. The planner gets the batch's samples; the critic and refiner the box
         the previous role returned. Returns a box (in Ray) or the plain dict (without Ray):
         {samples, traces, hops, src, payload, state | embeds, ...}."""
-        assert self.role != "judger", "the judger runs judge() / judge_rows()"
+        assert not self.answering, "the answering agent runs judge() / judge_rows()"
         start, t0 = time.time(), time.perf_counter()
         try:
             return self._step(samples_or_box, payload or self.payload)
@@ -166,7 +175,7 @@ class RoleWorker:
 
     def judge(self, box, with_samples: bool = False):
         """The judger: SampleResults (each with its hops), optionally with the samples."""
-        assert self.role == "judger", f"{self.role} is not the judger"
+        assert self.answering, f"{self.role} is not the answering agent"
         start, t0 = time.time(), time.perf_counter()
         try:
             results, samples = self._judge(box)
@@ -304,29 +313,42 @@ class RoleWorker:
 # ----- the driver-side handle ----------------------------------------------------------------
 
 class RolePipeline(ActorGroup):
-    """One disaggregated replica: four role actors in a chain, an ActorGroup whose `run` /
-    `generate` submit judger(refiner(critic(planner(samples)))). `payload` ("kv" | "embeds")
-    travels with every call, so a role actor that Ray restarts needs no state."""
+    """One disaggregated replica: one role actor per agent in a chain (`actors` in agent
+    order, the last one answers), an ActorGroup whose `run` / `generate` submit
+    judger(refiner(critic(planner(samples)))). `payload` ("kv" | "embeds") travels with every
+    call, so a role actor that Ray restarts needs no state."""
 
     def __init__(self, actors: dict[str, Any], payload: str = "kv",
                  names: dict[str, str] | None = None):
         a = dict(actors)
+        *thinkers, last = list(a)
+        self.thinkers, self.last = thinkers, last
+
+        def ready():
+            box = None
+            for role in a:
+                box = a[role].ready.remote(box) if box is not None else a[role].ready.remote()
+            return box
+
         super().__init__(
-            a, ready=lambda: a["judger"].ready.remote(a["refiner"].ready.remote(
-                a["critic"].ready.remote(a["planner"].ready.remote()))),
-            run=lambda samples: a["judger"].judge_rows.remote(self._latent(samples)),
-            generate=lambda samples: a["judger"].judge.remote(self._latent(samples)))
+            a, ready=ready,
+            run=lambda samples: a[last].judge_rows.remote(self._latent(samples)),
+            generate=lambda samples: a[last].judge.remote(self._latent(samples)))
         self.payload, self.names = payload, dict(names or {})
 
     def _latent(self, samples):
         a, p = self.actors, self.payload
-        return a["refiner"].step.remote(a["critic"].step.remote(
-            a["planner"].step.remote(list(samples), p), p), p)
+        box = list(samples)
+        for role in self.thinkers:
+            box = a[role].step.remote(box, p)
+        return box
 
 
 def run_chain(workers: dict[str, RoleWorker], samples: Sequence, payload: str | None = None):
-    """The whole pipeline in one process (no Ray): SampleResults, hops included."""
-    box = workers["planner"].step(list(samples), payload)
-    for role in ("critic", "refiner"):
+    """The whole pipeline in one process (no Ray): SampleResults, hops included. `workers`
+    in agent order; the last one answers."""
+    *thinkers, last = list(workers)
+    box = list(samples)
+    for role in thinkers:
         box = workers[role].step(box, payload)
-    return workers["judger"].judge(box)
+    return workers[last].judge(box)

@@ -31,10 +31,11 @@ from typing import Any
 
 from jobs.replicas import ReplicaFactory
 from latentmas_ray.prompts import AGENT_ROLES as ROLES
+from latentmas_ray.prompts import team_for
 
 
-def in_flight_per_pipeline(max_in_flight: int) -> int:
-    return max(max_in_flight, len(ROLES) + 1)
+def in_flight_per_pipeline(max_in_flight: int, roles: int = len(ROLES)) -> int:
+    return max(max_in_flight, roles + 1)
 
 
 def busy_fractions(stats: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -58,28 +59,30 @@ def busy_fractions(stats: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 class DisaggregatedFactory(ReplicaFactory):
-    """One replica = a RolePipeline of four role actors, one bundle each."""
+    """One replica = a RolePipeline of one role actor per agent (the built-in four, or the
+    --agents file's), one bundle each."""
 
     unit = "pipelines"
     label = "disaggregated pipeline(s)"
-    actors_per_replica = len(ROLES)
 
     def __init__(self, cfg, model_path, prompts):
+        self.roles = team_for(cfg.method).roles         # the run's agents, in order
+        self.actors_per_replica = len(self.roles)
         super().__init__(cfg, model_path, prompts)
         self.payload, self.profile = "kv", {}
 
     def bundles(self) -> list[dict[str, float]]:
-        return super().bundles() * len(ROLES)
+        return super().bundles() * len(self.roles)
 
     def in_flight(self, max_in_flight: int) -> int:
-        return in_flight_per_pipeline(max_in_flight)
+        return in_flight_per_pipeline(max_in_flight, len(self.roles))
 
     def start(self, pg, replica: int):
         from actors.common import remote_form
         from actors.role_actor import RolePipeline, RoleWorker
 
         actors, names = {}, {}
-        for i, role in enumerate(ROLES):
+        for i, role in enumerate(self.roles):
             names[role] = f"latentmas-{os.getpid()}-p{replica}-{role}"
             actors[role] = remote_form(RoleWorker).options(**self.actor_options(
                 pg, i, name=names[role],
@@ -87,7 +90,7 @@ class DisaggregatedFactory(ReplicaFactory):
         return RolePipeline(actors, "kv", names)
 
     def kind(self) -> str:
-        return f"{len(ROLES)} role actors ({super().kind()} each)"
+        return f"{len(self.roles)} role actors ({super().kind()} each)"
 
     def describe(self, rid: int, info: dict[str, Any]) -> list[str]:
         return [f"  pipeline {rid} {role:8s}: {i.get('host')} node {(i.get('node_id') or '?')[:8]} "
@@ -113,18 +116,19 @@ class DisaggregatedFactory(ReplicaFactory):
 
 
 def _choose(pipe, cfg, hop_payload: str, console) -> tuple[str, dict[str, Any]]:
-    """The payload to ship; for `auto`, measured on pipeline 0 (planner -> critic link)."""
+    """The payload to ship; for `auto`, measured on pipeline 0 (first -> second role's link)."""
     import ray
 
     from actors.role_actor import choose_payload
 
     if hop_payload != "auto":
         return hop_payload, {}
-    profile = ray.get(pipe.actors["planner"].cost_profile.remote())
+    first, second = list(pipe.actors)[:2]
+    profile = ray.get(pipe.actors[first].cost_profile.remote())
     nbytes = 16 << 20
-    ray.get(pipe.actors["critic"].probe_receive.remote(pipe.actors["planner"].probe_send.remote(nbytes)))
-    best = min((ray.get(pipe.actors["critic"].probe_receive.remote(
-        pipe.actors["planner"].probe_send.remote(nbytes)))["ms"] for _ in range(2)))
+    ray.get(pipe.actors[second].probe_receive.remote(pipe.actors[first].probe_send.remote(nbytes)))
+    best = min((ray.get(pipe.actors[second].probe_receive.remote(
+        pipe.actors[first].probe_send.remote(nbytes)))["ms"] for _ in range(2)))
     profile["bytes_per_ms"] = nbytes / max(best, 1e-6)
     choice = choose_payload(profile["kv"], profile["embeds"], profile["prefill_ms_per_pos"],
                             profile["bytes_per_ms"], cfg.method.memory)
@@ -141,7 +145,7 @@ def _report_busy(pipes, console, emit) -> None:
     per_pipe = {}
     for i, p in enumerate(pipes):
         try:
-            stats = ray.get([p.actors[r].stats.remote() for r in ROLES], timeout=30)
+            stats = ray.get([p.actors[r].stats.remote() for r in p.actors], timeout=30)
         except ray.exceptions.RayError:
             continue
         per_pipe[i] = {"stats": stats, "busy": busy_fractions(stats)}

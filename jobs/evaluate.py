@@ -62,7 +62,7 @@ def evaluate(cfg: RunConfig, console) -> int:
     """Run `cfg` to the end (resuming what its folder holds); prints the summary line."""
     from latentmas_ray.in_process import run_in_process
     from latentmas_ray.lengths import check_lengths
-    from latentmas_ray.models import resolve_model
+    from latentmas_ray.models import check_agent_models, resolve_model
     from latentmas_ray.observe import open_observer
     from latentmas_ray.prompts import load_prompt_file
     from latentmas_ray.store import RunStore, run_id
@@ -75,6 +75,7 @@ def evaluate(cfg: RunConfig, console) -> int:
     for sk in task.skipped:
         console.print(f"[yellow]skipped[/] {sk.path}:{sk.line}: {sk.reason}", highlight=False)
     model_path = resolve_model(cfg.model.name_or_path)
+    check_agent_models(cfg, model_path)     # per-agent checkpoints: found, and of one KV shape
     check_lengths(cfg, task.samples, model_path, prompts)     # vLLM: before any engine starts
     out = Path(cfg.output) if cfg.output else Path("results") / run_id(cfg.to_dict())
     if cfg.execution.ray and os.environ.get(JOB_ENV) and not out.is_absolute():

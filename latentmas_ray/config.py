@@ -24,12 +24,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .agents import resolve_agents
 from .errors import ConfigError
 
 METHODS = ("baseline", "text_mas", "latent_mas")
 TOPOLOGIES = ("sequential", "hierarchical")
 SCORING_MODES = ("standard", "reference")
-MEMORY_MODES = ("full", "last_agent", "latent_only")
+# full / last_agent / latent_only: the reference's three; layers, top_attention, top_key_norm:
+# ablations (latent/memory.py): KVComm-style selected layers, kNN-LatentMAS-style top-k pruning
+MEMORY_MODES = ("full", "last_agent", "latent_only", "layers", "top_attention", "top_key_norm")
 PLACEMENTS = ("colocated", "disaggregated")
 HOP_PAYLOADS = ("kv", "embeds", "auto")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -93,8 +96,20 @@ class MethodConfig:
         "pass the agents' cache to the judger even at latent_steps=0 (the reference drops it)",
         name="keep_cache_at_zero_steps", negate=True))
     # Which part of the working memory each agent passes on (the reference always passes all).
-    memory: Literal["full", "last_agent", "latent_only"] = field(default="full", metadata=flag(
-        "what each agent passes on (default full, as the reference)"))
+    memory: Literal["full", "last_agent", "latent_only", "layers", "top_attention",
+                    "top_key_norm"] = field(default="full", metadata=flag(
+        "what each agent passes on (default full, as the reference); ablations: layers (only "
+        "--memory_layers' KV, KVComm-style), top_attention / top_key_norm (the --memory_top_k "
+        "positions with the most attention from the agent's last step / the largest key norm)"))
+    memory_layers: str | None = field(default=None, metadata=flag(
+        "--memory layers: the decoder layers whose KV is passed on, e.g. 0,1,5 (0-based)"))
+    memory_top_k: int | None = field(default=None, metadata=flag(
+        "--memory top_attention / top_key_norm: positions kept per sample after each agent"))
+    # A list of agents (role, name, prompt, system, model), the last one answers; given as a
+    # file on the command line, stored as the validated list (so config.json reruns it).
+    agents: str | list | None = field(default=None, metadata=flag(
+        "YAML or JSON file of agents (role, name, prompt, system, model), the last one answers; "
+        "default: the built-in --prompt topology"))
     # K sampled completions per question (transformers' name). LatentMAS runs its latent agents
     # once per question and forks the judger's memory K ways; TextMAS runs K whole chains.
     num_return_sequences: int = field(default=1, metadata=flag(
@@ -112,7 +127,16 @@ class MethodConfig:
         _check(0 < self.top_p <= 1, f"--top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k is None or self.top_k >= 1, f"--top_k must be >= 1, got {self.top_k}")
         _check(self.memory in MEMORY_MODES,
-               f"unknown memory mode {self.memory!r}; use full, last_agent or latent_only")
+               f"unknown memory mode {self.memory!r}; use one of {', '.join(MEMORY_MODES)}")
+        _check((self.memory == "layers") == (self.memory_layers is not None),
+               "--memory layers goes with --memory_layers (e.g. 0,1) and only with it")
+        _check((self.memory in ("top_attention", "top_key_norm")) == (self.memory_top_k is not None),
+               "--memory top_attention / top_key_norm go with --memory_top_k N and only with it")
+        _check(self.memory_top_k is None or self.memory_top_k >= 1,
+               f"--memory_top_k must be >= 1, got {self.memory_top_k}")
+        if self.memory_layers is not None:
+            self.memory_layers = _layer_list(self.memory_layers)
+        self.agents = resolve_agents(self.agents)
         _check(self.num_return_sequences >= 1,
                f"--num_return_sequences must be >= 1, got {self.num_return_sequences}")
         # Refused, not warned: K greedy completions are K copies of one answer (pass@k = pass@1,
@@ -124,6 +148,16 @@ class MethodConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def _layer_list(value) -> str:
+    """"0, 2,1" -> "0,1,2" (sorted, unique): one spelling per choice, so one run id."""
+    try:
+        layers = sorted({int(x) for x in str(value).split(",") if x.strip()})
+    except ValueError:
+        raise ConfigError(f"--memory_layers must be comma-separated layer numbers, got {value!r}") from None
+    _check(bool(layers) and layers[0] >= 0, f"--memory_layers needs layer numbers >= 0, got {value!r}")
+    return ",".join(map(str, layers))
 
 
 @dataclass
@@ -326,6 +360,11 @@ class RunConfig:
         _check(self.on_bad_row in ("error", "skip"),
                f"unknown --on_bad_row {self.on_bad_row!r}; use error or skip")
         m, ex = self.method, self.execution
+        _check(not (m.agents and self.prompt_file),
+               "--prompt_file overrides the built-in topologies' texts; with --agents put the "
+               "texts in the agents file")
+        _check(not (m.agents and self.use_vllm and any(a.get("model") for a in m.agents)),
+               "per-agent models (--agents ... model:) run on HF engines; drop --use_vllm")
         if self.engine_kind == "hybrid":
             _check(m.memory == "full",
                    f"--memory {m.memory} is not supported with --use_vllm: that mode keeps cache "
@@ -333,6 +372,9 @@ class RunConfig:
                    "prompt_embeds sequence always sits at positions 0..N-1; use --memory full "
                    "(the reference) or run without --use_vllm")
         if ex.disaggregated:
+            _check(not m.agents or len(m.agents) >= 2,
+                   "--placement disaggregated chains one actor per agent: --agents needs at least "
+                   "two (a thinking agent and the answering one)")
             _check(m.method == "latent_mas",
                    f"--placement disaggregated runs latent_mas (one actor per agent role), not "
                    f"{m.method!r}; use --placement colocated")

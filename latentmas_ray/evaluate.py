@@ -19,14 +19,21 @@ from .tasks.scoring import score_samples
 class Evaluator:
     def __init__(self, cfg: RunConfig, model_path: str | Path, prompts: dict[str, str] | None = None,
                  engine=None, method: Callable | None = None):
-        """An HF engine and cfg's method unless `engine` / `method` are given."""
+        """An HF engine and cfg's method unless `engine` / `method` are given. Per-agent
+        checkpoints (--agents ... model:) are checked, then each loaded once (`engines`)."""
         from .engines.hf import HFEngine
         from .methods import get_method
+        from .models import check_agent_models
 
         self.cfg = cfg
         self.prompts = prompts or {}
+        agent_paths = check_agent_models(cfg, model_path)     # before any weights load
         self.engine = engine if engine is not None else HFEngine.load(cfg.model, str(model_path))
         self.method = method or get_method(cfg.method.method)
+        self.engines = {}               # model as written in the agents file -> its engine
+        for model, folder in agent_paths.items():
+            same = Path(folder).resolve() == Path(model_path).resolve()
+            self.engines[model] = self.engine if same else HFEngine.load(cfg.model, str(folder))
 
     @classmethod
     def for_config(cls, cfg: RunConfig, model_path: str | Path,
@@ -52,6 +59,8 @@ class Evaluator:
     def generate(self, samples: Sequence[Sample]):
         """B samples -> B x K SampleResults (K = --num_return_sequences), sample-major."""
         extra = {"save_latents": True} if self.cfg.execution.save_latents else {}
+        if self.engines:
+            extra["engines"] = self.engines
         return self.method(self.engine, list(samples), self.cfg.method, self.cfg.seed,
                            prompts=self.prompts, **extra)
 
@@ -99,7 +108,8 @@ def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
             "role": a.role, "name": a.name, "input_ids": list(a.input_ids),
             "output_ids": list(a.output_ids), "prompt_tokens": a.prompt_tokens,
             "generated_tokens": a.generated_tokens, "latent_steps": a.latent_steps,
-            "seconds": a.seconds,
+            "seconds": a.seconds, "model": getattr(a, "model", "") or None,
+            "memory_bytes": getattr(a, "memory_bytes", 0),
         } for a in result.agents],
         "hops": [dataclasses.asdict(h) for h in result.hops],
         "max_new_tokens": getattr(result, "max_new_tokens", None),

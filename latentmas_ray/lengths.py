@@ -19,7 +19,7 @@ from typing import Sequence
 from .config import RunConfig
 from .engines.text import TextSide
 from .errors import ConfigError
-from .prompts import AGENT_ROLES, build_messages
+from .prompts import agent_messages, build_messages, team_for
 
 
 class Tokenizer(TextSide):
@@ -37,17 +37,19 @@ def prompt_lengths(cfg: RunConfig, samples: Sequence, tok, prompts: dict[str, st
     if m.method == "baseline":
         return {s.id: len(tok.tokenize(tok.render(build_messages(
             "baseline", m.prompt, "single", s.kind, s.question, "", prompts)))) for s in samples}
+    team = team_for(m)
     if m.method == "text_mas":
-        return {s.id: max(len(tok.tokenize(tok.render(build_messages(
-            "text_mas", m.prompt, role, s.kind, s.question, "", prompts)))) for role in AGENT_ROLES)
+        return {s.id: max(len(tok.tokenize(tok.render(agent_messages(
+            "text_mas", team, a, s.kind, s.question, "", prompts)))) for a in team.agents)
             for s in samples}
-    from .methods.latent_mas import LATENT_ROLES, judger_uses_memory, role_prompt_ids
+    from .methods.latent_mas import judger_uses_memory, role_prompt_ids
 
     total = {s.id: 0 for s in samples}
-    roles = (*LATENT_ROLES, "judger") if judger_uses_memory(m) else ("judger",)
+    answerer = team.answerer.role
+    roles = [a.role for a in team.agents] if judger_uses_memory(m) else [answerer]
     for role in roles:
         for s, ids in zip(samples, role_prompt_ids(tok, samples, role, m, prompts)):
-            total[s.id] += len(ids) + (m.latent_steps if role != "judger" else 0)
+            total[s.id] += len(ids) + (m.latent_steps if role != answerer else 0)
     return total
 
 

@@ -105,3 +105,64 @@ def resolve_model(name_or_path: str | None) -> Path:
             f"model {name_or_path!r} is neither a local folder nor in the Hugging Face cache, and "
             "this run is offline; download it where the hub is reachable (huggingface-cli "
             "download " + name_or_path + ") or pass --model_name /path/to/folder") from None
+
+
+# ----- per-agent checkpoints (--agents ... model:) -------------------------------------------
+
+def kv_layout(folder: Path) -> dict[str, int]:
+    """What a shared KV memory needs equal between two checkpoints, read from config.json."""
+    from transformers import AutoConfig
+
+    try:
+        c = AutoConfig.from_pretrained(str(folder), local_files_only=True).get_text_config(decoder=True)
+    except Exception as e:  # noqa: BLE001 - one line naming the folder
+        raise ConfigError(f"cannot read the model config in {folder}: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    heads = c.num_attention_heads
+    return {"layers": c.num_hidden_layers,
+            "KV heads": getattr(c, "num_key_value_heads", None) or heads,
+            "head dim": getattr(c, "head_dim", None) or c.hidden_size // heads}
+
+
+def _vocab(folder: Path) -> dict[str, int]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True).get_vocab()
+
+
+def check_agent_models(cfg, model_path: Path | str) -> dict[str, Path]:
+    """The run's per-agent checkpoints, resolved ({model as written: folder}), checked before
+    any weights load. LatentMAS agents share one KV memory, so each must match the run's model
+    in layers, KV heads, head dim and tokenizer: a mismatch is one ConfigError naming it.
+    Baseline and TextMAS agents only exchange text: any checkpoint will do."""
+    agents = cfg.method.agents or []
+    paths: dict[str, Path] = {}
+    for a in agents:
+        if a.get("model") and a["model"] not in paths:
+            try:
+                paths[a["model"]] = resolve_model(a["model"])
+            except ConfigError as e:
+                raise ConfigError(f"--agents, agent {a['role']}: {e}") from None
+    if cfg.method.method != "latent_mas" or not paths:
+        return paths
+    main = Path(model_path)
+    want, vocab = kv_layout(main), None
+    for a in agents:
+        if not a.get("model"):
+            continue
+        folder = paths[a["model"]]
+        if folder.resolve() == main.resolve():
+            continue
+        got = kv_layout(folder)
+        for key in want:
+            if got[key] != want[key]:
+                raise ConfigError(
+                    f"--agents, agent {a['role']}: model {a['model']} has {got[key]} {key}, the "
+                    f"run's model {main} has {want[key]}; LatentMAS agents share one KV memory, "
+                    "so their checkpoints need the same layers, KV heads, head dim and tokenizer")
+        vocab = vocab if vocab is not None else _vocab(main)
+        if _vocab(folder) != vocab:
+            raise ConfigError(f"--agents, agent {a['role']}: model {a['model']} has another "
+                              f"tokenizer than the run's model {main}; LatentMAS agents share "
+                              "one KV memory and their prompts one tokenization")
+    return paths

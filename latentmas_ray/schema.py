@@ -13,6 +13,8 @@ AGENT_TYPE = pa.struct([
     ("input_ids", pa.list_(pa.int32())), ("output_ids", pa.list_(pa.int32())),
     ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()),
     ("latent_steps", pa.int32()), ("seconds", pa.float64()),
+    ("model", pa.string()),                 # the agent's checkpoint (null in older parts)
+    ("memory_bytes", pa.int64()),           # KV bytes a latent agent passes on (null: older)
 ])
 HOP_TYPE = pa.struct([
     ("src", pa.string()), ("dst", pa.string()), ("payload", pa.string()),

@@ -113,6 +113,15 @@ def test_every_spec_field_with_a_flag_reaches_its_place():
             argv, want = [f"--{name}", "2"], 2.0
         if name in ("wandb_run_name", "wandb_group"):   # name a W&B project's run
             argv += ["--wandb", "p"]
+        if name == "memory_layers":                      # goes with --memory layers
+            argv, want = ["--memory", "layers", f"--{name}", "1,0"], "0,1"
+        if name == "memory_top_k":
+            argv, want = ["--memory", "top_key_norm", f"--{name}", "3"], 3
+        if name == "agents":                             # a file, stored as its agents
+            from latentmas_ray.agents import load_agents_file
+            from latentmas_ray.prompts import TOPOLOGY_FILES
+            file = str(TOPOLOGY_FILES["hierarchical"])
+            argv, want = [f"--{name}", file], [a.to_dict() for a in load_agents_file(file).agents]
         cfg = build_run_config(parser.parse_args(["run", *argv]))
         got = cfg
         for part in path:

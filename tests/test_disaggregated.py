@@ -242,3 +242,39 @@ def test_smollm2_disaggregated_equals_colocated(cluster, tmp_path):
     for r in rows:
         assert comparable(r) == want[r["id"]], r["id"]
         assert r["hops"][2]["bytes"] > r["hops"][0]["bytes"] > 0    # the memory grows
+
+
+def test_the_agents_file_sets_the_role_actors(cluster, tiny_model_dir, tmp_path):
+    """--agents with three agents (one on a second checkpoint): three role actors, each
+    loading its own model, and rows equal to the colocated run's."""
+    import json
+
+    from test_heterogeneous import second_model_dir
+
+    other = second_model_dir()
+    agents = [{"role": "scout", "prompt": "Scout the question: {question}"},
+              {"role": "skeptic", "prompt": "Doubt everything about: {question}", "model": other},
+              {"role": "decider", "prompt": "{question}\n{answer_format}"}]
+    path = tmp_path / "agents.json"
+    path.write_text(json.dumps(agents))
+
+    def with_agents(c):
+        return dataclasses.replace(c, method=dataclasses.replace(c.method, agents=str(path)))
+
+    n = 4
+    cfg = with_agents(run_cfg(tiny_model_dir, tmp_path / "run", n=n, bs=2))
+    want = reference_rows(with_agents(run_cfg(tiny_model_dir, n=n, bs=n)), tiny_model_dir,
+                          load_task("arc_easy", max_samples=n).samples)
+    store, events, log = drive(cfg)
+    rows = store.read().to_pylist()
+    assert sorted(r["id"] for r in rows) == sorted(want)
+    for r in rows:
+        assert comparable(r) == want[r["id"]], r["id"]
+        assert [a["role"] for a in r["agents"]] == ["scout", "skeptic", "decider"]
+        assert r["agents"][1]["model"] == other
+        assert [(h["src"], h["dst"]) for h in r["hops"]] == [("scout", "skeptic"),
+                                                             ("skeptic", "decider")]
+    ready = next(info for kind, info in events if kind == "ready")
+    roles = ready["replicas"][0]["roles"]
+    assert list(roles) == ["scout", "skeptic", "decider"]
+    assert roles["skeptic"]["model_path"] == other

@@ -26,7 +26,16 @@ def gqa_sdpa_attention(module, query: torch.Tensor, key: torch.Tensor, value: to
                        attention_mask: torch.Tensor | None, dropout: float = 0.0,
                        scaling: float | None = None, is_causal: bool | None = None, **kwargs):
     """query [B, H, q, Dh], key/value [B, H_kv, T, Dh], mask [B, 1, q, T] bool or None.
-    Returns ([B, q, H, Dh], None) like every transformers attention function."""
+    Returns ([B, q, H, Dh], None) like every transformers attention function.
+    memory_view (kwargs; latent.memory.MemoryView): the memory ablations' per-layer mask and
+    attention-mass observer, passed with HFEngine.forward."""
+    view = kwargs.pop("memory_view", None)
+    if view is not None:
+        masked = view.mask(module.layer_idx, query, key, attention_mask)
+        if masked is not attention_mask:
+            attention_mask, is_causal = masked, False
+        if view.observer is not None:
+            view.observer.add(query, key, attention_mask, scaling)
     grouped = key.shape[1] != query.shape[1]
     if (attention_mask is None or not grouped or query.device.type != "cpu"
             or kwargs.get("position_bias") is not None):

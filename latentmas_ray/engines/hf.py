@@ -84,6 +84,7 @@ class HFEngine(TextSide):
 
         self.init_text(tokenizer, getattr(self.model, "generation_config", None))
         self._realigners: dict[bool, Realigner] = {}
+        self.source = ""                    # the model folder (set by load)
         self._check_head()
 
     # ----- loading -------------------------------------------------------------------------
@@ -109,7 +110,9 @@ class HFEngine(TextSide):
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"cannot load a causal LM from {path}: {type(e).__name__}: {e}") from e
         engine_kw.setdefault("packed_linear", model_cfg.packed_linear)
-        return cls(model.to(device), tokenizer, **engine_kw)     # .to: a no-op check
+        engine = cls(model.to(device), tokenizer, **engine_kw)   # .to: a no-op check
+        engine.source = str(folder)         # recorded in each agent's trace (its model)
+        return engine
 
     # ----- properties ----------------------------------------------------------------------
     @property
@@ -141,16 +144,26 @@ class HFEngine(TextSide):
     # ----- model ---------------------------------------------------------------------------
     @torch.no_grad()
     def forward(self, kv: BatchKV, chunk_mask: torch.Tensor, input_ids: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+                inputs_embeds: torch.Tensor | None = None, observer=None) -> torch.Tensor:
         """Append one LEFT-padded chunk to `kv` and return its final (normed) hidden states.
 
         chunk_mask [B, L]; exactly one of input_ids [B, L] / inputs_embeds [B, L, D].
         Returns [B, L, D]. With left padding, [:, -1] is every row's last real entry.
+        observer: a latent.memory.AttentionMass to fill with the last query's attention.
+        A memory with hidden layers (--memory layers) or an observer goes with a MemoryView
+        that our attention function (engines/attention.py) applies.
         """
         assert (input_ids is None) != (inputs_embeds is None), "pass ids or embeds"
         attention_mask, position_ids = kv.extend(chunk_mask)        # [B, T+L], [B, L]
         if chunk_mask.shape[1] == 1 and self._bool_mask:
             attention_mask = kv.decode_mask()                        # [B, 1, 1, T+1] bool
+        view = kv.view(observer)
+        extra = {}
+        if view is not None:
+            if self.model.config._attn_implementation != gqa_attention.NAME:
+                raise ConfigError("the memory ablations (--memory layers / top_attention) need "
+                                  "the sdpa attention (HFEngine grouped_attention=True)")
+            extra["memory_view"] = view
         out = self.decoder(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
@@ -158,6 +171,7 @@ class HFEngine(TextSide):
             position_ids=position_ids,
             past_key_values=kv.cache,   # transformers 5.19: `cache=` would be silently ignored
             use_cache=True,
+            **extra,
         )
         assert kv.cache.get_seq_length() == kv.length, "cache and mask out of step"
         return out.last_hidden_state                                 # [B, L, D]

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import ConfigError
+from .memory import MemoryView
 from .slab import SlabCache, capacity_for
 
 MEMORY_MODES = ("full", "last_agent", "latent_only")
@@ -61,6 +63,10 @@ class BatchKV:
     next_pos: torch.Tensor       # [B] long: position id of each row's next real entry
     segments: list[Segment] = field(default_factory=list)
     mask_buf: torch.Tensor | None = None   # [B, C] long, C >= T; None: adopt `mask`
+    # --memory layers (latent/memory.py): columns [0, cut) are hidden in every layer not in
+    # `kept_layers` (None: no layer hidden)
+    kept_layers: frozenset[int] | None = None
+    cut: int = 0
 
     def __post_init__(self):
         if self.mask_buf is None:
@@ -93,13 +99,30 @@ class BatchKV:
 
     def nbytes(self) -> int:
         """Bytes of the keys and values held (T columns; the masks are negligible and not
-        counted, nor is the unused reserve: see reserved_nbytes)."""
+        counted, nor is the unused reserve: see reserved_nbytes). A layer's hidden columns
+        (--memory layers) are not counted: they are never read nor shipped."""
         total = 0
-        for layer in self.cache.layers:
+        for i, layer in enumerate(self.cache.layers):
             for t in (layer.keys, layer.values):
                 if t is not None:
-                    total += t.numel() * t.element_size()
+                    total += t[:, :, self._first_column(i):].numel() * t.element_size()
         return total
+
+    def sample_nbytes(self) -> list[int]:
+        """Each row's own keys and values: its real entries only (pads excluded), so the
+        figure does not depend on the batch it ran in."""
+        total = torch.zeros(self.batch_size, dtype=torch.long, device=self.mask.device)
+        for i, layer in enumerate(self.cache.layers):
+            if layer.keys is None:
+                continue
+            per_entry = (layer.keys[0, :, 0].numel() * layer.keys.element_size()
+                         + layer.values[0, :, 0].numel() * layer.values.element_size())
+            total += self.mask[:, self._first_column(i):].sum(dim=1) * per_entry
+        return total.tolist()
+
+    def _first_column(self, layer: int) -> int:
+        """The first column layer `layer` can still read (cut for a hidden layer, else 0)."""
+        return self.cut if self.kept_layers is not None and layer not in self.kept_layers else 0
 
     def reserved_nbytes(self) -> int:
         """Bytes allocated for keys and values, the unused reserve included."""
@@ -194,6 +217,37 @@ class BatchKV:
         self.segments = kept
         return self
 
+    def hide_in_other_layers(self, layers: frozenset[int], cut: int) -> "BatchKV":
+        """--memory layers: columns [0, cut) stay readable only in `layers`."""
+        n = len(self.cache.layers)
+        if layers and max(layers) >= n:
+            raise ConfigError(f"--memory_layers {sorted(layers)}: the model has {n} layers (0..{n - 1})")
+        assert cut >= self.cut, (cut, self.cut)
+        self.kept_layers, self.cut = frozenset(layers), cut
+        return self
+
+    def view(self, observer=None):
+        """The MemoryView a forward on this memory needs (None: nothing beyond the mask)."""
+        if self.kept_layers is None and observer is None:
+            return None
+        return MemoryView(self.kept_layers, self.cut, observer)
+
+    def keep_top(self, scores: torch.Tensor, k: int) -> "BatchKV":
+        """Keep, per row, the k columns of highest `scores` [B, T] among its real entries (in
+        their original order; a row with fewer real entries keeps them all). k >= T keeps
+        everything untouched. Positions are not renumbered (as keep_columns)."""
+        t = self.length
+        if k >= t:
+            return self
+        scores = scores.float().masked_fill(self.mask == 0, float("-inf"))      # [B, T]
+        cols = scores.topk(k, dim=1).indices.sort(dim=1).values                 # [B, k]
+        self._own_mask()
+        self.cache.gather_columns(cols)
+        self.mask_buf[:, :k].copy_(self.mask_buf[:, :t].gather(1, cols))
+        self.mask = self.mask_buf[:, :k]                                        # [B, k]
+        self.segments = [Segment(0, k, 0)]
+        return self
+
     def apply_memory_mode(self, mode: str) -> "BatchKV":
         """What an agent passes on (REFERENCE.md 3.7): "full" everything (the reference);
         "last_agent" only the last agent's prompt + latents (`sequential_info_only`);
@@ -237,9 +291,11 @@ class BatchKV:
         """Plain tensors (optionally moved, e.g. to "cpu"), each holding only its own T
         columns: picklable for Ray's object store."""
         layers = []
-        for layer in self.cache.layers:
+        for i, layer in enumerate(self.cache.layers):
             if layer.is_initialized and layer.keys.numel() > 0:
-                layers.append((_exported(layer.keys, device), _exported(layer.values, device)))
+                c = self._first_column(i)      # a hidden layer ships only what it can read
+                layers.append((_exported(layer.keys[:, :, c:], device),
+                               _exported(layer.values[:, :, c:], device)))
             else:
                 layers.append((None, None))
         return {
@@ -247,6 +303,8 @@ class BatchKV:
             "mask": _exported(self.mask, device),
             "next_pos": _exported(self.next_pos, device),
             "segments": [(s.start, s.end, s.latent) for s in self.segments],
+            "kept_layers": sorted(self.kept_layers) if self.kept_layers is not None else None,
+            "cut": self.cut,
         }
 
     @classmethod
@@ -254,10 +312,18 @@ class BatchKV:
         """The inverse of to_state. Tensors already on `device` are adopted, not copied."""
         def mv(t):
             return t if device is None or t is None else t.to(device)
-        data = [(mv(k), mv(v)) for k, v in state["layers"]]
+        kept, cut = state.get("kept_layers"), state.get("cut", 0)
+
+        def full(i, t):     # a hidden layer's unread columns [0, cut) come back as zeros
+            if t is None or kept is None or i in kept or cut == 0:
+                return t
+            return torch.cat([t.new_zeros(t.shape[0], t.shape[1], cut, t.shape[3]), t], dim=2)
+        data = [(full(i, mv(k)), full(i, mv(v))) for i, (k, v) in enumerate(state["layers"])]
         cache = SlabCache.holding(data) if data and data[0][0] is not None else SlabCache(len(data))
         kv = cls(cache, mv(state["mask"]), mv(state["next_pos"]),
-                 [Segment(*s) for s in state["segments"]])
+                 [Segment(*s) for s in state["segments"]],
+                 kept_layers=frozenset(kept) if kept is not None else None,
+                 cut=state.get("cut", 0))
         kv.check()
         return kv
 

@@ -112,6 +112,19 @@ class SlabLayer(CacheLayerMixin):
         self.length = n
         self._expose()
 
+    def gather_columns(self, cols: torch.Tensor) -> None:
+        """Row i keeps columns cols[i] ([B, K] long), moved to the front of the buffers."""
+        if not self.is_initialized:
+            return
+        b, h, _, dk = self.k_buf.shape
+        idx = cols[:, None, :, None]                                               # [B, 1, K, 1]
+        kept_k = self.k_buf[:, :, :self.length].gather(2, idx.expand(b, h, -1, dk))   # [B, H, K, Dh]
+        kept_v = self.v_buf[:, :, :self.length].gather(2, idx.expand(b, h, -1, self.v_buf.shape[-1]))
+        self.k_buf[:, :, :cols.shape[1]].copy_(kept_k)
+        self.v_buf[:, :, :cols.shape[1]].copy_(kept_v)
+        self.length = cols.shape[1]
+        self._expose()
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep rows `indices` ([B'] ascending), moved to the front of the same buffers."""
         if not self.is_initialized:
@@ -194,6 +207,10 @@ class SlabCache(Cache):
     def keep_columns(self, start: int, end: int) -> None:
         for layer in self.layers:
             layer.keep_columns(start, end)
+
+    def gather_columns(self, cols: torch.Tensor) -> None:
+        for layer in self.layers:
+            layer.gather_columns(cols)
 
     def fork_rows(self, indices: torch.Tensor) -> None:
         for layer in self.layers:

@@ -1,19 +1,23 @@
 """Baseline: one chat per sample (role "single"), decoded with the max_new_tokens budget.
-K completions: the prompt is prefilled once and decoded K ways (engine.generate's fork)."""
+K completions: the prompt is prefilled once and decoded K ways (engine.generate's fork).
+With --agents the single chat runs on the answering (last) agent's model, if it has one."""
 
 from __future__ import annotations
 
 import time
 
-from ..prompts import agent_name, build_messages
-from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
-                     sampling_for)
+from ..prompts import agent_name, build_messages, team_for
+from .result import (AgentTrace, SampleResult, Stopwatch, completions, engine_for, engine_label,
+                     finish, generators_for, sampling_for)
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
-              prompts: dict[str, str] | None = None) -> list[SampleResult]:
-    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts."""
+              prompts: dict[str, str] | None = None,
+              engines: dict | None = None) -> list[SampleResult]:
+    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts.
+    engines: per-agent checkpoints' engines (model -> engine)."""
     assert samples, "empty batch"
+    engine = engine_for(team_for(method_cfg).answerer, engine, engines)
     b = len(samples)
     clock = Stopwatch(engine)
     prompt_ids = [engine.tokenize(engine.render(build_messages(
@@ -32,7 +36,7 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
         p = prompt_ids[row // k]
         text = engine.decode(o).strip()
         trace = AgentTrace("single", agent_name(method_cfg.prompt, "single"), p, o, len(p), len(o),
-                           0, per_sample, text)
+                           0, per_sample, text, engine_label(engine))
         results.append(finish(s.id, text, [trace], per_sample, j))
     return results
 

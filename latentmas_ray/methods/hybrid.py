@@ -38,10 +38,10 @@ import torch
 
 from ..engines.hybrid import HybridEngine
 from ..engines.vllm import call_seeds
-from ..prompts import agent_name
+from ..prompts import team_for
 from .latent_inputs import LatentRecorder, agent_input_embeds, prompt_embeds
-from .latent_mas import (LATENT_ROLES, judger_step, judger_uses_memory, latent_agent_step,
-                         role_prompt_ids)
+from .latent_mas import (answering_role, judger_step, judger_uses_memory, latent_agent_step,
+                         role_prompt_ids, thinking_roles)
 from .result import (AgentTrace, Hop, SampleResult, completions, finish, generators_for,
                      sampling_for)
 
@@ -89,7 +89,7 @@ def latent_phase(hf, samples, method_cfg, run_seed: int,
     t_start = time.perf_counter()
 
     kv = hf.new_memory(b)
-    for role in LATENT_ROLES:
+    for role in thinking_roles(method_cfg):
         steps = latent_agent_step(hf, kv, samples, role, method_cfg, recorder, prompts)
         for i, (step, emb) in enumerate(zip(steps, agent_input_embeds(hf, steps, recorder))):
             traces[i].append(step)
@@ -101,7 +101,7 @@ def latent_phase(hf, samples, method_cfg, run_seed: int,
     memory_used = judger_uses_memory(method_cfg)
     if not memory_used:          # the reference quirk: the judger answers from its prompt only
         pieces = [[] for _ in range(b)]
-    judger_ids = role_prompt_ids(hf, samples, "judger", method_cfg, prompts)
+    judger_ids = role_prompt_ids(hf, samples, answering_role(method_cfg), method_cfg, prompts)
     embeds = []
     for i in range(b):
         pieces[i].append(prompt_embeds(hf, judger_ids[i]))
@@ -127,7 +127,7 @@ def judge_phase(vllm, batch: LatentBatch, method_cfg, run_seed: int,
                 transfer_ms: float = 0.0) -> list[SampleResult]:
     """Decode every sample's judger on vLLM from its input embeddings. transfer_ms: what
     moving `batch` between the actors cost (0 in one process), recorded on each sample's Hop."""
-    b, topo, k = len(batch.samples), method_cfg.prompt, completions(method_cfg)
+    b, k, answerer = len(batch.samples), completions(method_cfg), team_for(method_cfg).answerer
     t0 = time.perf_counter()
     # K completions: one request per sample with SamplingParams.n = K (one prefill, K decodes)
     outs = vllm.generate_embeds(batch.embeds, method_cfg.max_new_tokens,
@@ -144,7 +144,7 @@ def judge_phase(vllm, batch: LatentBatch, method_cfg, run_seed: int,
         text = vllm.decode(out).strip()
         shared = [dataclasses.replace(a, seconds=a.seconds / k) for a in batch.traces[i]]
         agents = shared + [AgentTrace(
-            "judger", agent_name(topo, "judger"), batch.judger_ids[i], out,
+            answerer.role, answerer.name, batch.judger_ids[i], out,
             len(batch.judger_ids[i]), len(out), 0, judger_seconds, text)]
         result = finish(s.id, text, agents, sum(a.seconds for a in agents), j)
         nbytes = int(batch.embeds[i].numel() * batch.embeds[i].element_size())
@@ -176,7 +176,7 @@ async def judge_sample(vllm, batch: LatentBatch, i: int, method_cfg, run_seed: i
     """Sample i of a LatentBatch: its judger as one vLLM request, awaited (the streaming form
     of `judge_phase`: every sample of a batch is submitted the moment the batch exists and
     comes back on its own). Same input, budget and seed as `judge_phase`: the same tokens."""
-    b, s, topo = len(batch.samples), batch.samples[i], method_cfg.prompt
+    b, s, answerer = len(batch.samples), batch.samples[i], team_for(method_cfg).answerer
     t0 = time.perf_counter()
     emb = batch.embeds[i]                                                # [N_i, D]
     budget = vllm.budget(int(emb.shape[0]), method_cfg.max_new_tokens,
@@ -186,7 +186,7 @@ async def judge_sample(vllm, batch: LatentBatch, i: int, method_cfg, run_seed: i
     vllm_seconds = time.perf_counter() - t0
     text = vllm.decode(out).strip()
     agents = list(batch.traces[i]) + [AgentTrace(
-        "judger", agent_name(topo, "judger"), batch.judger_ids[i], out,
+        answerer.role, answerer.name, batch.judger_ids[i], out,
         len(batch.judger_ids[i]), len(out), 0, batch.embed_seconds / b + vllm_seconds, text)]
     result = finish(s.id, text, agents, sum(a.seconds for a in agents))
     result.max_new_tokens = budget if budget != method_cfg.max_new_tokens else None

@@ -1,6 +1,12 @@
 """LatentMAS (REFERENCE.md 3): planner, critic and refiner think in latent space into one
 shared KV memory; the judger reads it and decodes the answer.
 
+The agents are data (prompts.team_for: the built-in topology or --agents): every agent but the
+last thinks, the last answers ("judger" below means that last agent). An agent with its own
+checkpoint (same KV layout and tokenizer: models.check_agent_models) runs on its own engine
+(`engines`: model -> engine), its latent steps with that model's realignment; the memory passes
+between engines as between roles.
+
 Per non-judger agent: its own prompt (context "", so no text flows between agents), rendered
 with the chat template (+ "<think>" when cfg.think), prefilled after the shared memory, then
 m = latent_steps latent thoughts. The memory mode then decides what is passed on ("full" = the
@@ -25,24 +31,35 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..latent.memory import AttentionMass, apply_memory
 from ..latent.rollout import run_latent_agent
-from ..prompts import AGENT_ROLES, agent_name, build_messages
+from ..prompts import AGENT_ROLES, agent_messages, team_for
 from .latent_inputs import LatentRecorder
-from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
-                     sampling_for)
+from .result import (AgentTrace, SampleResult, Stopwatch, completions, engine_for, engine_label,
+                     finish, generators_for, sampling_for)
 
-LATENT_ROLES = AGENT_ROLES[:-1]     # planner, critic, refiner (sequential order)
+LATENT_ROLES = AGENT_ROLES[:-1]     # the built-in thinking roles: planner, critic, refiner
 
 
 def judger_uses_memory(method_cfg) -> bool:
     return not (method_cfg.latent_steps == 0 and method_cfg.judger_drops_cache_at_zero_steps)
 
 
+def thinking_roles(method_cfg) -> tuple[str, ...]:
+    return tuple(a.role for a in team_for(method_cfg).thinkers)
+
+
+def answering_role(method_cfg) -> str:
+    return team_for(method_cfg).answerer.role
+
+
 def role_prompt_ids(engine, samples, role: str, method_cfg,
                     prompts: dict[str, str] | None = None) -> list[list[int]]:
     """Each sample's prompt for `role`, tokenized (unpadded)."""
-    return [engine.tokenize(engine.render(build_messages(
-        "latent_mas", method_cfg.prompt, role, s.kind, s.question, "", prompts),
+    team = team_for(method_cfg)
+    agent = team.agent(role)
+    return [engine.tokenize(engine.render(agent_messages(
+        "latent_mas", team, agent, s.kind, s.question, "", prompts),
         think=method_cfg.think)) for s in samples]
 
 
@@ -54,11 +71,14 @@ def latent_agent_step(engine, kv, samples, role: str, method_cfg, realign,
     clock = Stopwatch(engine)
     prompt_ids = role_prompt_ids(engine, samples, role, method_cfg, prompts)
     ids, mask = engine.pad_left(prompt_ids)                               # [B, L]
-    run_latent_agent(engine, kv, ids, mask, m, realign)
-    kv.apply_memory_mode(method_cfg.memory)
+    mass = AttentionMass() if method_cfg.memory == "top_attention" else None
+    run_latent_agent(engine, kv, ids, mask, m, realign, mass)
+    apply_memory(kv, method_cfg, mass)                  # what this agent passes on
+    passed = kv.sample_nbytes()
     per_sample = clock.lap() / b
-    return [AgentTrace(role, agent_name(method_cfg.prompt, role), prompt_ids[i], [],
-                       len(prompt_ids[i]), 0, m, per_sample) for i in range(b)]
+    name, model = team_for(method_cfg).agent(role).name, engine_label(engine)
+    return [AgentTrace(role, name, prompt_ids[i], [], len(prompt_ids[i]), 0, m, per_sample,
+                       model=model, memory_bytes=int(passed[i])) for i in range(b)]
 
 
 def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[list[AgentTrace]],
@@ -70,7 +90,8 @@ def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[lis
     clock = Stopwatch(engine)
     if not judger_uses_memory(method_cfg):
         kv = engine.new_memory(b)
-    prompt_ids = role_prompt_ids(engine, samples, "judger", method_cfg, prompts)
+    answerer = team_for(method_cfg).answerer
+    prompt_ids = role_prompt_ids(engine, samples, answerer.role, method_cfg, prompts)
     ids, mask = engine.pad_left(prompt_ids)                               # [B, L]
     outs = engine.generate(kv, ids, mask, method_cfg.max_new_tokens,
                            sampling_for(engine, method_cfg),
@@ -84,32 +105,36 @@ def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[lis
         shared = traces[i] if k == 1 else [dataclasses.replace(a, seconds=a.seconds / k)
                                            for a in traces[i]]
         agents = list(shared) + [AgentTrace(
-            "judger", agent_name(method_cfg.prompt, "judger"), prompt_ids[i], out,
-            len(prompt_ids[i]), len(out), 0, per_row, text)]
+            answerer.role, answerer.name, prompt_ids[i], out, len(prompt_ids[i]), len(out), 0,
+            per_row, text, engine_label(engine))]
         results.append(finish(samples[i].id, text, agents, sum(a.seconds for a in agents), j))
     return results
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
               prompts: dict[str, str] | None = None,
-              save_latents: bool = False) -> list[SampleResult]:
+              save_latents: bool = False, engines: dict | None = None) -> list[SampleResult]:
     """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts.
     save_latents: attach every latent step's hidden state and fed vector to each sample's
-    completion-0 result (`SampleResult.latents`, on the CPU, fp32) for `latentmas-ray inspect`."""
+    completion-0 result (`SampleResult.latents`, on the CPU, fp32) for `latentmas-ray inspect`.
+    engines: the per-agent checkpoints' engines (model -> engine); `engine` runs the others."""
     assert samples, "empty batch"
-    realign = engine.realigner(method_cfg.latent_space_realign)
-    recorder = LatentRecorder(realign, keep_hidden=True) if save_latents else None
+    team = team_for(method_cfg)
     latents: list[dict] = [{} for _ in samples]
     traces: list[list[AgentTrace]] = [[] for _ in samples]
     kv = engine.new_memory(len(samples))
-    for role in LATENT_ROLES:
-        for trace, step in zip(traces, latent_agent_step(engine, kv, samples, role, method_cfg,
+    for agent in team.thinkers:
+        e = engine_for(agent, engine, engines)
+        realign = e.realigner(method_cfg.latent_space_realign)      # this agent's model's map
+        recorder = LatentRecorder(realign, keep_hidden=True) if save_latents else None
+        for trace, step in zip(traces, latent_agent_step(e, kv, samples, agent.role, method_cfg,
                                                          recorder or realign, prompts)):
             trace.append(step)
         if recorder is not None:
             for i, saved in enumerate(recorder.take()):
-                latents[i][role] = saved
-    results = judger_step(engine, kv, samples, method_cfg, run_seed, traces, prompts)
+                latents[i][agent.role] = saved
+    results = judger_step(engine_for(team.answerer, engine, engines), kv, samples, method_cfg,
+                          run_seed, traces, prompts)
     if save_latents:
         k = completions(method_cfg)
         for row, r in enumerate(results):

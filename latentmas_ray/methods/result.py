@@ -38,6 +38,8 @@ class AgentTrace:
     latent_steps: int
     seconds: float
     output: str = ""          # decoded text of output_ids ("" for latent agents)
+    model: str = ""           # the checkpoint the agent ran on (engine_label)
+    memory_bytes: int = 0     # LatentMAS thinkers: KV bytes of the memory passed on (its share)
 
 
 @dataclass
@@ -83,6 +85,20 @@ def finish(sample_id: str, prediction: str, agents: list[AgentTrace], seconds: f
         latent_steps=sum(a.latent_steps for a in agents),
         seconds=seconds,
     )
+
+
+def engine_label(engine) -> str:
+    """The model folder an engine was loaded from ("" when unknown), for traces."""
+    return str(getattr(engine, "source", "") or "")
+
+
+def engine_for(agent, engine, engines: dict | None):
+    """The engine an agent runs on: its own checkpoint's (engines: model -> engine, loaded once
+    per replica) or the run's `engine`."""
+    if agent.model is None:
+        return engine
+    assert engines and agent.model in engines, f"no engine loaded for {agent.model}"
+    return engines[agent.model]
 
 
 def completions(method_cfg) -> int:

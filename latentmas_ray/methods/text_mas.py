@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import time
 
-from ..prompts import AGENT_ROLES, agent_name, build_messages
-from .result import (AgentTrace, SampleResult, Stopwatch, completions, finish, generators_for,
-                     sampling_for)
+from ..prompts import agent_messages, team_for
+from .result import (AgentTrace, SampleResult, Stopwatch, completions, engine_for, engine_label,
+                     finish, generators_for, sampling_for)
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
-              prompts: dict[str, str] | None = None) -> list[SampleResult]:
-    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts."""
+              prompts: dict[str, str] | None = None,
+              engines: dict | None = None) -> list[SampleResult]:
+    """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts.
+    The agents: prompts.team_for (built-in topology or --agents; the last one answers);
+    engines: per-agent checkpoints' engines (model -> engine)."""
     assert samples, "empty batch"
-    k, topo = completions(method_cfg), method_cfg.prompt
+    k, team = completions(method_cfg), team_for(method_cfg)
     sp = sampling_for(engine, method_cfg)
     gens = generators_for(engine, samples, method_cfg, run_seed)   # one stream per chain, all agents
     samples = [s for s in samples for _ in range(k)]                # B*K chains, sample-major
@@ -32,20 +35,20 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
     traces: list[list[AgentTrace]] = [[] for _ in range(b)]
     texts = [""] * b
     clock = Stopwatch(engine)
-    for role in AGENT_ROLES:
-        name = agent_name(topo, role)
-        prompt_ids = [engine.tokenize(engine.render(build_messages(
-            "text_mas", topo, role, s.kind, s.question,
+    for agent in team.agents:
+        role, name, e = agent.role, agent.name, engine_for(agent, engine, engines)
+        prompt_ids = [e.tokenize(e.render(agent_messages(
+            "text_mas", team, agent, s.kind, s.question,
             contexts[i][:method_cfg.text_mas_context_length], prompts)))
             for i, s in enumerate(samples)]
-        ids, mask = engine.pad_left(prompt_ids)                           # [B, L]
-        outs = engine.generate(engine.new_memory(b), ids, mask, method_cfg.max_new_tokens, sp, gens)
+        ids, mask = e.pad_left(prompt_ids)                                # [B, L]
+        outs = e.generate(e.new_memory(b), ids, mask, method_cfg.max_new_tokens, sp, gens)
         per_sample = clock.lap() / b
         for i in range(b):
-            texts[i] = engine.decode(outs[i]).strip()
+            texts[i] = e.decode(outs[i]).strip()
             traces[i].append(AgentTrace(role, name, prompt_ids[i], outs[i], len(prompt_ids[i]),
-                                        len(outs[i]), 0, per_sample, texts[i]))
-            if role != "judger":
+                                        len(outs[i]), 0, per_sample, texts[i], engine_label(e)))
+            if agent is not team.answerer:
                 contexts[i] += f"[{name}]:\n{texts[i]}\n\n"
     return [finish(s.id, texts[i], traces[i], sum(a.seconds for a in traces[i]), i % k)
             for i, s in enumerate(samples)]
@@ -59,16 +62,16 @@ async def run_sample(engine, sample, method_cfg, run_seed: int,
     as `run_batch`, so the same tokens; each agent's `seconds` is its own request's latency."""
     from ..engines.vllm import call_seeds
 
-    topo = method_cfg.prompt
+    team = team_for(method_cfg)
     sp = sampling_for(engine, method_cfg)
     gens = generators_for(engine, [sample], method_cfg, run_seed)
     context, text, clipped = "", "", None
     traces: list[AgentTrace] = []
-    for role in AGENT_ROLES:
+    for agent in team.agents:
         t0 = time.perf_counter()
-        name = agent_name(topo, role)
-        p = engine.tokenize(engine.render(build_messages(
-            "text_mas", topo, role, sample.kind, sample.question,
+        role, name = agent.role, agent.name
+        p = engine.tokenize(engine.render(agent_messages(
+            "text_mas", team, agent, sample.kind, sample.question,
             context[:method_cfg.text_mas_context_length], prompts)))
         budget = engine.budget(len(p), method_cfg.max_new_tokens,
                                what=f"sample {sample.id}: the {role}'s prompt")
@@ -78,8 +81,8 @@ async def run_sample(engine, sample, method_cfg, run_seed: int,
         out = await engine.agenerate(p, None, budget, sp, seed)
         text = engine.decode(out).strip()
         traces.append(AgentTrace(role, name, p, out, len(p), len(out), 0,
-                                 time.perf_counter() - t0, text))
-        if role != "judger":
+                                 time.perf_counter() - t0, text, engine_label(engine)))
+        if agent is not team.answerer:
             context += f"[{name}]:\n{text}\n\n"
     result = finish(sample.id, text, traces, sum(a.seconds for a in traces))
     result.max_new_tokens = clipped

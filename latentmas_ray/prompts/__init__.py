@@ -1,5 +1,9 @@
 """Role prompts: method x topology x role x task kind.
 
+The agents of a run are data (latentmas_ray/agents.py): the two built-in topologies are the
+agents files topologies/sequential.yaml and topologies/hierarchical.yaml, and `--agents FILE`
+gives any other ordered list of agents (`team_for`). The last agent answers.
+
 The texts are this project's own. They keep the reference's roles and instructions (plan,
 critique, refine, judge; answers in \\boxed{}; A-D choices; python code blocks) so results are
 comparable, but not its wording. Parity with the reference is about the algorithm given the
@@ -12,20 +16,20 @@ A user can replace any text with a JSON file (`--prompt_file`): a mapping from k
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from pathlib import Path
 
+from ..agents import Agent, Team, load_agents_file, parse_agents
 from ..errors import ConfigError
 
 SYSTEM = "You are a careful assistant that works with other agents to solve problems."
 AGENT_ROLES = ("planner", "critic", "refiner", "judger")
 KINDS = ("math", "choice", "code")
-
-_NAMES = {
-    "sequential": {"planner": "Planner", "critic": "Critic", "refiner": "Refiner", "judger": "Judger"},
-    "hierarchical": {"planner": "Math Agent", "critic": "Science Agent", "refiner": "Code Agent",
-                     "judger": "Summarizer"},
-}
+# The built-in topologies (--prompt): agents files shipped with the package.
+TOPOLOGY_FILES = {t: Path(__file__).with_name("topologies") / f"{t}.yaml"
+                  for t in ("sequential", "hierarchical")}
 
 # The final-answer format each task kind demands, shared by every role that answers.
 ANSWER_FORMAT = {
@@ -36,77 +40,42 @@ ANSWER_FORMAT = {
              "markdown block that starts with ```python and ends with ```."),
 }
 
-# --- LatentMAS: the planner, critic and refiner think in latent space; their "output" is the
-# KV cache the next agent reads. So the prompts speak of information "in latent form".
-_LATENT_SEQ = {
-    "planner": (
-        "You are the Planner. Read the question and lay out a short step-by-step plan to solve "
-        "it, with a few bullet points per step. Do not give the final answer.\n\n"
-        "Question: {question}"),
-    "critic": (
-        "Question: {question}\n\n"
-        "You are the Critic. A plan for this question is available to you in latent form. "
-        "Check it step by step. Reply with (1) the plan as you understood it and (2) your "
-        "feedback on it, as:\nPlan: ...\nFeedback: ..."),
-    "refiner": (
-        "Question: {question}\n\n"
-        "You are the Refiner. A plan and feedback on it are available to you in latent form. "
-        "Using them and the question, write an improved plan that is correct and concise."),
-    "judger": (
-        "Question: {question}\n\n"
-        "You have notes from other agents in latent form. They may contain mistakes or "
-        "irrelevant content: use what helps and ignore the rest. Solve the question yourself, "
-        "reasoning step by step. {answer_format}"),
-}
-
-_LATENT_HIER_ROLE = {
-    "planner": "You are a mathematics expert.",
-    "critic": "You are a science expert.",
-    "refiner": "You are a programming expert.",
-    "judger": ("You are the summarizer. Answers from three experts are available to you in "
-               "latent form; use them and the question, and ignore what is wrong."),
-}
-_LATENT_HIER = "{role}\nSolve the question below, reasoning step by step. {answer_format}\n\nQuestion: {question}\n\nYour answer:"
-
-# --- TextMAS: the same roles, but each agent reads the earlier agents' text.
-_TEXT_SEQ = {
-    "planner": (
-        "You are the Planner in a team of agents (planner, critic, refiner, solver). Lay out a "
-        "short step-by-step plan for the question, a few bullet points per step. Do not give "
-        "the final answer.\n\nQuestion: {question}\n\nPlan:"),
-    "critic": (
-        "You are the Critic in a team of agents (planner, critic, refiner, solver).\n\n"
-        "Question: {question}\n\nThe Planner wrote:\n{context}\n\n"
-        "Check the plan step by step. Reply with (1) the plan and (2) your feedback, as:\n"
-        "Plan: ...\nFeedback: ..."),
-    "refiner": (
-        "You are the Refiner in a team of agents (planner, critic, refiner, solver).\n\n"
-        "Question: {question}\n\nThe plan and the Critic's feedback:\n{context}\n\n"
-        "Write an improved plan that is correct and concise."),
-    "judger": (
-        "You are the Solver, the last agent in a team (planner, critic, refiner, solver).\n\n"
-        "Question: {question}\n\nNotes from the other agents:\n{context}\n\n"
-        "The notes may contain mistakes. Solve the question yourself, reasoning step by step. "
-        "{answer_format}"),
-}
-
-_TEXT_HIER = {
-    "expert": "{role}\nSolve the question below, reasoning step by step. {answer_format}\n\nQuestion: {question}\n\nYour answer:",
-    "judger": (
-        "You are the summarizer. Three experts answered the question below.\n\n"
-        "Their answers:\n{context}\n\nQuestion: {question}\n\n"
-        "Decide on the correct answer, reasoning step by step. {answer_format}"),
-}
-
 _SINGLE = (
     "Question: {question}\n\nSolve the question, reasoning step by step. {answer_format}")
 
 
+def builtin_team(topology: str) -> Team:
+    """The built-in topology as a Team, read from its shipped file (topologies/<name>.yaml)."""
+    if topology not in TOPOLOGY_FILES:
+        raise ConfigError(f"unknown topology {topology!r}; expected one of {sorted(TOPOLOGY_FILES)}")
+    return _builtin(topology)
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin(topology: str) -> Team:
+    team = load_agents_file(str(TOPOLOGY_FILES[topology]))
+    assert team.roles == AGENT_ROLES, (topology, team.roles)
+    return dataclasses.replace(team, topology=topology)
+
+
+@functools.lru_cache(maxsize=64)
+def _team_of(agents_json: str) -> Team:
+    return parse_agents(json.loads(agents_json), "--agents")
+
+
+def team_for(method_cfg) -> Team:
+    """The run's agents: its --agents (stored in method_cfg.agents) or the built-in topology."""
+    agents = getattr(method_cfg, "agents", None)
+    if not agents:
+        return builtin_team(method_cfg.prompt)
+    return _team_of(json.dumps(agents, sort_keys=True))
+
+
 def agent_name(topology: str, role: str) -> str:
-    """Display name of a role, used in TextMAS context headers and traces."""
+    """Display name of a built-in role, used in TextMAS context headers and traces."""
     if role == "single":
         return "Assistant"
-    return _NAMES[topology][role]
+    return builtin_team(topology).agent(role).name
 
 
 def template_key(method: str, topology: str, role: str) -> str:
@@ -116,17 +85,26 @@ def template_key(method: str, topology: str, role: str) -> str:
 def _builtin_template(method: str, topology: str, role: str) -> str:
     if method == "baseline":
         return _SINGLE
-    if method == "latent_mas":
-        if topology == "sequential":
-            return _LATENT_SEQ[role]
-        return _LATENT_HIER.replace("{role}", _LATENT_HIER_ROLE[role])
-    if method == "text_mas":
-        if topology == "sequential":
-            return _TEXT_SEQ[role]
-        if role == "judger":
-            return _TEXT_HIER["judger"]
-        return _TEXT_HIER["expert"].replace("{role}", _LATENT_HIER_ROLE[role])
-    raise ConfigError(f"unknown method {method!r} for prompts")
+    if method not in ("latent_mas", "text_mas"):
+        raise ConfigError(f"unknown method {method!r} for prompts")
+    return builtin_team(topology).agent(role).template(method)
+
+
+def _render(template: str, system: str, kind: str, question: str, context: str) -> list[dict]:
+    user = template.format(question=question, context=context,
+                           answer_format=ANSWER_FORMAT[kind].format())
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def agent_messages(method: str, team: Team, agent: Agent, kind: str, question: str,
+                   context: str = "", overrides: dict[str, str] | None = None) -> list[dict]:
+    """The [system, user] chat of one agent of `team`. A built-in topology goes through
+    build_messages (so --prompt_file keys apply); a user's agents use their own texts."""
+    if team.topology is not None:
+        return build_messages(method, team.topology, agent.role, kind, question, context, overrides)
+    if kind not in KINDS:
+        raise ConfigError(f"unknown task kind {kind!r}; expected one of {KINDS}")
+    return _render(agent.template(method), agent.system or SYSTEM, kind, question, context)
 
 
 def build_messages(method: str, topology: str, role: str, kind: str, question: str,
@@ -144,10 +122,7 @@ def build_messages(method: str, topology: str, role: str, kind: str, question: s
     key = template_key(method, topology, role)
     overrides = overrides or {}
     template = overrides.get(f"{key}.{kind}") or overrides.get(key) or _builtin_template(method, topology, role)
-    system = overrides.get("system", SYSTEM)
-    user = template.format(question=question, context=context,
-                           answer_format=ANSWER_FORMAT[kind].format())
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return _render(template, overrides.get("system", SYSTEM), kind, question, context)
 
 
 def load_prompt_file(path: str | None) -> dict[str, str]:
@@ -166,7 +141,7 @@ def load_prompt_file(path: str | None) -> dict[str, str]:
         raise ConfigError(f"prompt file {path} must be a JSON object of key -> template string")
     known = {"system", "single"} | {f"single.{k}" for k in KINDS}
     for m in ("latent_mas", "text_mas"):
-        for t in _NAMES:
+        for t in TOPOLOGY_FILES:
             for r in AGENT_ROLES:
                 known.add(f"{m}.{t}.{r}")
                 known.update(f"{m}.{t}.{r}.{k}" for k in KINDS)
