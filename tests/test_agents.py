@@ -168,7 +168,8 @@ def test_old_parts_without_the_agent_model_still_read(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from latentmas_ray.store import AGENT_TYPE, SCHEMA, RunStore
+    from latentmas_ray.schema import AGENT_TYPE, SCHEMA
+    from latentmas_ray.store import RunStore
 
     old_agent = pa.struct([f for f in AGENT_TYPE if f.name != "model"])
     fields = [pa.field("agents", pa.list_(old_agent)) if f.name == "agents" else f for f in SCHEMA]
