@@ -58,6 +58,13 @@ class ModelConfig:
     packed_linear: bool = field(default=False, metadata=flag(
         "CPU: prepacked oneDNN matmuls for the HF engine (faster at small batches; not "
         "bit-identical to the exact path, so a different run)"))
+    # torch.compile of the one-position forward (decode and latent steps) with dynamic shapes:
+    # measured 16-26% less per step on this CPU after a one-off compile of 1-4 min per process
+    # (bench/bench_engine.py --compile); fused kernels round differently, so off by default
+    # and part of the run's identity. No CUDA graphs: the memory's length changes every step.
+    compile: bool = field(default=False, metadata=flag(
+        "torch.compile the HF engine's one-position forward (a one-off compile of minutes per "
+        "replica, then faster steps; not bit-identical to the exact path, so a different run)"))
 
     def __post_init__(self):
         _check(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")

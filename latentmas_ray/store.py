@@ -41,7 +41,7 @@ RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs", "execution", "on_bad
 # that value they are left out of the comparison (and the run id), so an older run folder,
 # whose config.json lacks them, still resumes.
 # A dotted name is a field of a section ("model.packed_linear").
-LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False,
+LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False, "model.compile": False,
                 "method.num_return_sequences": 1, "method.agents": None,
                 "method.memory_layers": None, "method.memory_top_k": None}
 

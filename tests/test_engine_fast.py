@@ -169,6 +169,23 @@ def packed_engine():
     return e
 
 
+def parity_token_differences(exact, fast) -> tuple[int, int]:
+    """(greedy judger tokens that differ, tokens compared) between two engines over
+    test_latent_parity's cases: m = 0 / 1 / 4 latent steps, both topologies."""
+    differ = total = 0
+    for steps in (0, 1, 4):
+        for topo in ("sequential", "hierarchical"):
+            cfg = MethodConfig(method="latent_mas", prompt=topo, latent_steps=steps,
+                               latent_space_realign=True, max_new_tokens=12, temperature=0.0)
+            a_runs = get_method("latent_mas")(exact, PARITY, cfg, run_seed=0)
+            b_runs = get_method("latent_mas")(fast, PARITY, cfg, run_seed=0)
+            for a, b in zip(a_runs, b_runs):
+                x, y = a.agents[-1].output_ids, b.agents[-1].output_ids
+                total += max(len(x), len(y))
+                differ += sum(p != q for p, q in zip(x, y)) + abs(len(x) - len(y))
+    return differ, total
+
+
 def test_packed_linear_token_differences_on_the_parity_cases(tiny_engine, packed_engine):  # noqa: F811
     """Not bit-identical by design: report how many greedy tokens differ from the exact path
     on test_latent_parity's cases, and require the states to agree to rounding."""
@@ -176,16 +193,61 @@ def test_packed_linear_token_differences_on_the_parity_cases(tiny_engine, packed
     h_exact = prefill(tiny_engine, tiny_engine.new_memory(2), ids, mask)
     h_packed = prefill(packed_engine, packed_engine.new_memory(2), ids, mask)
     torch.testing.assert_close(h_packed, h_exact, rtol=1e-4, atol=1e-4)
-    differ = total = 0
-    for steps in (0, 1, 4):
-        for topo in ("sequential", "hierarchical"):
-            cfg = MethodConfig(method="latent_mas", prompt=topo, latent_steps=steps,
-                               latent_space_realign=True, max_new_tokens=12, temperature=0.0)
-            exact = get_method("latent_mas")(tiny_engine, PARITY, cfg, run_seed=0)
-            fast = get_method("latent_mas")(packed_engine, PARITY, cfg, run_seed=0)
-            for a, b in zip(exact, fast):
-                x, y = a.agents[-1].output_ids, b.agents[-1].output_ids
-                total += max(len(x), len(y))
-                differ += sum(p != q for p, q in zip(x, y)) + abs(len(x) - len(y))
+    differ, total = parity_token_differences(tiny_engine, packed_engine)
     print(f"\npacked_linear: {differ} of {total} greedy tokens differ from the exact path")
+    assert differ <= total // 4, (differ, total)
+
+
+# ------------------------------------------------------------------------ torch.compile
+@pytest.fixture(scope="module")
+def compiled_engine():
+    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.engines.hf import HFEngine
+
+    return HFEngine.load(ModelConfig(dtype="float32", device="cpu", compile=True),
+                         build_tiny_model_dir())
+
+
+def compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def test_compiled_steps_compile_a_few_graphs_not_one_per_step(tiny_engine, compiled_engine):  # noqa: F811
+    """The one-position forward is compiled with dynamic shapes: once a first batch size
+    has been seen and replaced (dynamo then makes the batch symbolic too), decodes with other
+    prompt lengths, memory lengths, batch sizes and finishing rows add no graph; the states
+    match the exact path to rounding."""
+    sp = SamplingParams(0.0)
+    before = compiled_graphs()
+    for prompts in ([[5, 6, 7], [8, 9]], [[5, 6], [8], [20, 21, 22]]):        # warm-up
+        ids, mask = compiled_engine.pad_left(prompts)
+        compiled_engine.generate(compiled_engine.new_memory(len(prompts)), ids, mask, 12, sp)
+    warm = compiled_graphs()
+    assert warm > before, "no graph was compiled: --compile did not reach the steps"
+    assert warm - before <= 4, warm - before
+    ids, mask = compiled_engine.pad_left([[5, 6, 7, 9, 11, 12, 13], [8], [20, 21, 22, 23],
+                                          [30, 31, 32, 33, 34, 35, 36, 37, 38, 39]])
+    out = compiled_engine.generate(compiled_engine.new_memory(4), ids, mask, 20, sp)
+    assert compiled_graphs() == warm, "a new graph per memory length or batch size"
+    assert [len(r) for r in out] == [len(r) for r in tiny_engine.generate(
+        tiny_engine.new_memory(4), ids, mask, 20, sp)]
+    ids, mask = ids[:3], mask[:3]
+    kv_a, kv_b = tiny_engine.new_memory(3), compiled_engine.new_memory(3)
+    h_a = prefill(tiny_engine, kv_a, ids, mask)
+    h_b = prefill(compiled_engine, kv_b, ids, mask)
+    for _ in range(4):
+        h_a = tiny_engine.forward(kv_a, torch.ones(3, 1, dtype=torch.long),
+                                  inputs_embeds=h_a[:, None])[:, -1]
+        h_b = compiled_engine.forward(kv_b, torch.ones(3, 1, dtype=torch.long),
+                                      inputs_embeds=h_b[:, None])[:, -1]
+    torch.testing.assert_close(h_b, h_a, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_steps_token_differences_on_the_parity_cases(tiny_engine, compiled_engine):  # noqa: F811
+    """Fused kernels round differently: report how many greedy tokens differ from the exact
+    path on the parity cases (the exact path stays the default)."""
+    differ, total = parity_token_differences(tiny_engine, compiled_engine)
+    print(f"\ncompile: {differ} of {total} greedy tokens differ from the exact path")
     assert differ <= total // 4, (differ, total)

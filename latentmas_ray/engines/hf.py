@@ -12,7 +12,8 @@ mask straight from the memory (no mask building, no host sync); masked attention
 grouped key/value heads without copying them (engines/attention.py); a decode step waits for
 the device once (the stop flags), a latent step never; finished rows stay in the batch until
 half of it is done, then are dropped together; sampling draws each row's noise from its own
-generator and picks all rows at once.
+generator and picks all rows at once. Opt-in and not bit-identical: --compile (torch.compile of
+the one-position forward) and --packed_linear (CPU oneDNN matmuls on prepacked weights).
 
 Which hidden state. We run the decoder (`model.get_decoder()`, i.e. `model.model`) and read
 `last_hidden_state`, which is the output of the final norm (RMSNorm for Qwen/Llama); logits
@@ -42,6 +43,23 @@ from .text import SamplingParams, TextSide, resolve_dtype
 log = logging.getLogger(__name__)
 
 
+def compiled_steps(decoder):
+    """torch.compile of the decoder for one-position steps. dynamic=True: the memory's length
+    (and the batch, which shrinks as rows finish) are symbolic, so a run compiles a few graphs
+    (ids / embeds inputs, batch 1 / more, a first step with no memory), not one per step.
+    No CUDA graphs ("reduce-overhead"): they need static shapes and the length changes."""
+    import shutil
+
+    if decoder.device.type == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
+        raise ConfigError("--compile on the CPU needs a C++ compiler (g++) for torch.compile; "
+                          "install one or drop --compile")
+    import torch._dynamo
+
+    # the graphs above, for each engine in the process; past the limit dynamo runs eagerly
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    return torch.compile(decoder, dynamic=True)
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,11 +68,14 @@ def resolve_device(device: str) -> torch.device:
 
 class HFEngine(TextSide):
     def __init__(self, model, tokenizer, *, grouped_attention: bool = True,
-                 packed_linear: bool = False):
+                 packed_linear: bool = False, compile_steps: bool = False):
         """grouped_attention: masked attention reads the grouped KV heads in place (CPU; the
         outputs are bit-identical to transformers' sdpa); False keeps the model's own.
         packed_linear: oneDNN matmuls with prepacked weights on the CPU (engines/
-        packed_linear.py): faster at small batches but NOT bit-identical, so off by default."""
+        packed_linear.py): faster at small batches but NOT bit-identical, so off by default.
+        compile_steps: one-position forwards (decode and latent steps) go through
+        torch.compile (dynamic shapes: one graph serves every memory length and batch > 1);
+        also not bit-identical (fused kernels round differently), so off by default."""
         self.model = model.eval()
         self.model.config.use_cache = True
         impl = self.model.config._attn_implementation
@@ -78,6 +99,7 @@ class HFEngine(TextSide):
                 raise ConfigError(f"packed_linear needs the CPU with fp32/bf16, not {dev} {dt}")
             packed.pack_linears(self.model)
         self.decoder = self.model.get_decoder()          # base model; its output is normed
+        self._step_decoder = compiled_steps(self.decoder) if compile_steps else None
         self.lm_head = self.model.get_output_embeddings()
         assert self.lm_head is not None, "model has no output embeddings (lm_head)"
         assert self.lm_head.weight.shape[0] == len(tokenizer), "lm_head rows != len(tokenizer)"
@@ -110,6 +132,7 @@ class HFEngine(TextSide):
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"cannot load a causal LM from {path}: {type(e).__name__}: {e}") from e
         engine_kw.setdefault("packed_linear", model_cfg.packed_linear)
+        engine_kw.setdefault("compile_steps", model_cfg.compile)
         engine = cls(model.to(device), tokenizer, **engine_kw)   # .to: a no-op check
         engine.source = str(folder)         # recorded in each agent's trace (its model)
         return engine
@@ -164,7 +187,9 @@ class HFEngine(TextSide):
                 raise ConfigError("the memory ablations (--memory layers / top_attention) need "
                                   "the sdpa attention (HFEngine grouped_attention=True)")
             extra["memory_view"] = view
-        out = self.decoder(
+        one_position = chunk_mask.shape[1] == 1 and view is None
+        decoder = self._step_decoder if one_position and self._step_decoder is not None else self.decoder
+        out = decoder(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
