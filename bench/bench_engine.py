@@ -6,6 +6,7 @@
     python bench/bench_engine.py --random qwen3-8b --layers 4 --dtype bfloat16 --batches 10 \
         --skip_hf                                                  # real shapes, fewer layers (CPU)
     python bench/bench_engine.py --compile                         # + torch.compile'd steps
+    python bench/bench_engine.py --decode_attention matmul         # grouped-matmul decode
 
 1. The machine: memory bandwidth (a copy benchmark, read + write) and peak compute (a large
    matmul), measured here in this process.
@@ -90,8 +91,15 @@ class _StandInTokenizer:
     def __len__(self):
         return self.vocab
 
+    def __call__(self, text: str, **_):          # one id per character (the start-up check)
+        return {"input_ids": [ord(c) % (self.vocab - 2) for c in text]}
 
-def load_engine(args, device, packed: bool = False, compiled: bool = False):
+
+def load_engine(args, device, fast: bool):
+    """Our engine (fast: with the opt-in --packed_linear / --compile / --decode_attention of
+    `args`), or with fast False the exact one that transformers' rows run on."""
+    opts = dict(packed_linear=fast and args.packed_linear, compile_steps=fast and args.compile,
+                decode_attention=args.decode_attention if fast else "sdpa")   # exact
     from latentmas_ray.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine, resolve_dtype
     from latentmas_ray.models import resolve_model
@@ -99,7 +107,7 @@ def load_engine(args, device, packed: bool = False, compiled: bool = False):
     if args.random is None:
         path = resolve_model(args.model)
         return (HFEngine.load(ModelConfig(device=str(device), dtype=args.dtype), str(path),
-                              packed_linear=packed, compile_steps=compiled), str(path))
+                              **opts), str(path))
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     shape = dict(RANDOM_SHAPES[args.random])
@@ -110,8 +118,7 @@ def load_engine(args, device, packed: bool = False, compiled: bool = False):
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     model.generation_config = GenerationConfig(eos_token_id=cfg.vocab_size - 1)
-    return (HFEngine(model, _StandInTokenizer(cfg.vocab_size), packed_linear=packed,
-                     compile_steps=compiled), None)
+    return HFEngine(model, _StandInTokenizer(cfg.vocab_size), **opts), None
 
 
 def step_cost(engine, batch: int, memory: int, kind: str) -> tuple[float, float]:
@@ -341,6 +348,9 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=None,
                     help="--random with this many layers (same per-layer weight : memory bytes)")
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), bfloat16, ...")
+    ap.add_argument("--decode_attention", choices=("auto", "sdpa", "matmul"), default="auto",
+                    help="our engine's one-position attention (auto: matmul in bf16/fp16, "
+                         "sdpa in fp32; matmul is not bit-identical)")
     ap.add_argument("--compile", action="store_true",
                     help="our engine with torch.compile'd one-position steps (not bit-identical)")
     ap.add_argument("--device", default="auto")
@@ -362,14 +372,16 @@ def main() -> None:
     device = resolve_device(args.device)
     print(f"hardware: {hardware()}")
     t = time.perf_counter()
-    engine, path = load_engine(args, device, args.packed_linear, args.compile)
+    engine, path = load_engine(args, device, fast=True)
     print(f"loaded in {time.perf_counter() - t:.1f} s", flush=True)
-    fast = args.packed_linear or args.compile
-    ref = load_engine(args, device)[0] if fast else engine       # transformers' rows: exact path
+    fast = (args.packed_linear or args.compile
+            or engine.model.config._attn_implementation != "gqa_sdpa")
+    ref = load_engine(args, device, fast=False)[0] if fast else engine   # transformers' rows
     bw, peak = machine(device, engine.dtype)
     print(f"model: {args.random or path} {str(engine.dtype).replace('torch.', '')} on {device}, "
           f"attention {engine.model.config._attn_implementation}, packed_linear "
-          f"{args.packed_linear}, compile {args.compile}; machine: copy {bw / 1e9:.1f} GB/s "
+          f"{args.packed_linear}, compile {args.compile}, decode_attention {args.decode_attention}"
+          f"; machine: copy {bw / 1e9:.1f} GB/s "
           f"(read + write), matmul {peak / 1e9:.0f} GFLOP/s")
     if not args.skip_steps:
         step_table(engine, ref, args, bw, peak)

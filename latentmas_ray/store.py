@@ -42,6 +42,7 @@ RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs", "execution", "on_bad
 # whose config.json lacks them, still resumes.
 # A dotted name is a field of a section ("model.packed_linear").
 LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False, "model.compile": False,
+                "model.decode_attention": "auto",
                 "method.num_return_sequences": 1, "method.agents": None,
                 "method.memory_layers": None, "method.memory_top_k": None}
 

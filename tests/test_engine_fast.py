@@ -251,3 +251,65 @@ def test_compiled_steps_token_differences_on_the_parity_cases(tiny_engine, compi
     differ, total = parity_token_differences(tiny_engine, compiled_engine)
     print(f"\ncompile: {differ} of {total} greedy tokens differ from the exact path")
     assert differ <= total // 4, (differ, total)
+
+
+# ------------------------------------------------------------------------ grouped-matmul decode
+@pytest.fixture(scope="module")
+def matmul_engine():
+    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.engines.hf import HFEngine
+
+    return HFEngine.load(ModelConfig(dtype="float32", device="cpu", decode_attention="matmul"),
+                         build_tiny_model_dir())
+
+
+def grouped_inputs(dtype):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(4, 9, 1, 64, generator=g).to(dtype)              # [B, H, 1, Dh]
+    k, v = torch.randn(2, 4, 3, 50, 64, generator=g).to(dtype)       # [B, H_kv, T, Dh] each
+    mask = torch.ones(4, 1, 1, 50, dtype=torch.bool)
+    mask[0, ..., :20] = False                                        # a left-padded row
+    return q, k, v, mask
+
+
+class GroupedAttn:      # what the attention functions read from the module
+    num_key_value_groups, is_causal, training, layer_idx = 3, True, False, 0
+
+
+def test_matmul_attention_is_transformers_eager_attention_on_grouped_heads():
+    """One position: the grouped matmuls give transformers' eager attention (which copies
+    each key/value head G times first) and agree with sdpa to fp32 rounding; padded columns
+    do not count, whatever they hold."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.qwen2.modeling_qwen2 import eager_attention_forward
+
+    from latentmas_ray.engines.attention import gqa_matmul_attention
+
+    q, k, v, mask = grouped_inputs(torch.float32)
+    ours, _ = gqa_matmul_attention(GroupedAttn(), q, k, v, mask, scaling=0.125)
+    additive = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+    eager, _ = eager_attention_forward(GroupedAttn(), q, k, v, additive, scaling=0.125)
+    sdpa, _ = sdpa_attention_forward(GroupedAttn(), q, k, v, mask, scaling=0.125)
+    assert ours.shape == sdpa.shape == (4, 1, 9, 64)
+    torch.testing.assert_close(ours, eager, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours, sdpa, rtol=1e-5, atol=1e-5)
+    k2 = k.clone()
+    k2[0, :, :20] = 1e4                                              # garbage under the padding
+    assert torch.equal(gqa_matmul_attention(GroupedAttn(), q, k2, v, mask, scaling=0.125)[0], ours)
+    # bf16: to bf16 rounding of the fp32 result
+    qb, kb, vb, _ = grouped_inputs(torch.bfloat16)
+    low, _ = gqa_matmul_attention(GroupedAttn(), qb, kb, vb, mask, scaling=0.125)
+    torch.testing.assert_close(low.float(), ours, rtol=2e-2, atol=2e-2)
+
+
+def test_matmul_attention_token_differences_on_the_parity_cases(tiny_engine, matmul_engine):  # noqa: F811
+    """Not bit-identical to sdpa: report how many greedy tokens differ on the parity cases;
+    the memory ablations (an observer and a per-layer mask) run through it too."""
+    differ, total = parity_token_differences(tiny_engine, matmul_engine)
+    print(f"\ndecode_attention matmul: {differ} of {total} greedy tokens differ from the exact path")
+    assert differ <= total // 4, (differ, total)
+    cfg = MethodConfig(method="latent_mas", latent_steps=2, max_new_tokens=6, temperature=0.0,
+                       memory="top_attention", memory_top_k=8)
+    exact = get_method("latent_mas")(tiny_engine, PARITY, cfg, run_seed=0)
+    fast = get_method("latent_mas")(matmul_engine, PARITY, cfg, run_seed=0)
+    assert [len(r.agents[-1].output_ids) for r in fast] == [len(r.agents[-1].output_ids) for r in exact]

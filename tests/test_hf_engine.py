@@ -47,6 +47,52 @@ def test_load_fp32_on_cpu_eval_and_vocab_truncated(tiny_engine, tiny_model_dir):
 
 
 # --------------------------------------------------------------------- the hidden state
+def test_head_check_refuses_post_processed_logits_and_accepts_bf16(tiny_model_dir):  # noqa: F811
+    """Start-up check: logits must be lm_head(final hidden state). A model that scales its
+    logits (soft-capping) is refused in one line; a bf16 model, whose matmuls round
+    coarsely, is not refused for its rounding."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    forward = model.forward
+
+    def scaled(*args, **kw):
+        out = forward(*args, **kw)
+        out.logits = torch.tanh(out.logits / 1e-3) * 1e-3      # soft-capping at 1e-3
+        return out
+    model.forward = scaled
+    with pytest.raises(ConfigError, match="post-processes logits"):
+        HFEngine(model, tok)
+    bf16 = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    assert HFEngine(bf16, tok).dtype == torch.bfloat16
+
+
+def test_decode_attention_auto_is_matmul_in_half_precision_only(tiny_model_dir):  # noqa: F811
+    """auto: grouped matmuls in bf16 (the GPU default), the exact sdpa in fp32; matmul on a
+    model without sdpa attention is refused; bf16 decodes through both agree on the tokens."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    engines = {}
+    for dtype, mode, impl in ((torch.float32, "auto", "gqa_sdpa"), (torch.bfloat16, "auto", "gqa_matmul"),
+                              (torch.bfloat16, "sdpa", "gqa_sdpa")):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype)
+        engines[dtype, mode] = HFEngine(model, tok, decode_attention=mode)
+        assert engines[dtype, mode].model.config._attn_implementation == impl
+    eager = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    with pytest.raises(ConfigError, match="needs the model's sdpa attention"):
+        HFEngine(eager, tok, decode_attention="matmul")
+    outs = []
+    for key in ((torch.bfloat16, "auto"), (torch.bfloat16, "sdpa")):
+        e = engines[key]
+        ids, mask = e.pad_left([[5, 6, 7, 9], [8, 20]])
+        outs.append(e.generate(e.new_memory(2), ids, mask, 10, SamplingParams(0.0)))
+    differ = sum(a != b for x, y in zip(*outs) for a, b in zip(x, y))
+    print(f"\nbf16 matmul vs sdpa: {differ} of {sum(map(len, outs[1]))} greedy tokens differ")
+    assert differ <= 5, outs
+
+
 def test_hidden_states_last_is_the_final_normed_state(tiny_engine):  # noqa: F811
     """transformers 5.19: hidden_states has n_layers+1 entries and the last one IS the
     decoder's last_hidden_state, i.e. after the final RMSNorm (not the raw last layer)."""

@@ -68,22 +68,33 @@ def resolve_device(device: str) -> torch.device:
 
 class HFEngine(TextSide):
     def __init__(self, model, tokenizer, *, grouped_attention: bool = True,
-                 packed_linear: bool = False, compile_steps: bool = False):
+                 packed_linear: bool = False, compile_steps: bool = False,
+                 decode_attention: str = "auto"):
         """grouped_attention: masked attention reads the grouped KV heads in place (CPU; the
         outputs are bit-identical to transformers' sdpa); False keeps the model's own.
         packed_linear: oneDNN matmuls with prepacked weights on the CPU (engines/
         packed_linear.py): faster at small batches but NOT bit-identical, so off by default.
         compile_steps: one-position forwards (decode and latent steps) go through
         torch.compile (dynamic shapes: one graph serves every memory length and batch > 1);
-        also not bit-identical (fused kernels round differently), so off by default."""
+        also not bit-identical (fused kernels round differently), so off by default.
+        decode_attention: "matmul" attends one-position steps with grouped matmuls
+        (engines/attention.py: reads the memory once; faster in bf16 and on GPU); not
+        bit-identical to "sdpa". "auto": matmul in bf16/fp16, sdpa (exact) in fp32."""
         self.model = model.eval()
         self.model.config.use_cache = True
         impl = self.model.config._attn_implementation
+        if decode_attention == "auto":
+            half = self.model.dtype in (torch.bfloat16, torch.float16)
+            decode_attention = "matmul" if half and grouped_attention else "sdpa"
         if grouped_attention and impl == "sdpa":
-            self.model.set_attn_implementation(gqa_attention.register())
+            self.model.set_attn_implementation(gqa_attention.register(decode_attention))
+        elif decode_attention != "sdpa":
+            raise ConfigError(f"--decode_attention {decode_attention} needs the model's sdpa "
+                              f"attention, not {impl}")
         # A one-column chunk gets its 4D bool mask from BatchKV.decode_mask: only the sdpa
         # family takes a bool mask (eager adds the mask, so it gets HF's own float mask).
-        self._bool_mask = self.model.config._attn_implementation in ("sdpa", gqa_attention.NAME)
+        self._bool_mask = self.model.config._attn_implementation in (
+            "sdpa", gqa_attention.NAME, gqa_attention.MATMUL_NAME)
         # Vocab truncation, as the reference's HF path does (REFERENCE.md 2.1): the model keeps
         # exactly len(tokenizer) rows of embed_tokens and lm_head (Qwen3: 151936 -> 151669).
         # This changes the realignment matrix and target norm, so it must happen first.
@@ -133,6 +144,7 @@ class HFEngine(TextSide):
             raise ConfigError(f"cannot load a causal LM from {path}: {type(e).__name__}: {e}") from e
         engine_kw.setdefault("packed_linear", model_cfg.packed_linear)
         engine_kw.setdefault("compile_steps", model_cfg.compile)
+        engine_kw.setdefault("decode_attention", model_cfg.decode_attention)
         engine = cls(model.to(device), tokenizer, **engine_kw)   # .to: a no-op check
         engine.source = str(folder)         # recorded in each agent's trace (its model)
         return engine
@@ -183,7 +195,8 @@ class HFEngine(TextSide):
         view = kv.view(observer)
         extra = {}
         if view is not None:
-            if self.model.config._attn_implementation != gqa_attention.NAME:
+            if self.model.config._attn_implementation not in (gqa_attention.NAME,
+                                                              gqa_attention.MATMUL_NAME):
                 raise ConfigError("the memory ablations (--memory layers / top_attention) need "
                                   "the sdpa attention (HFEngine grouped_attention=True)")
             extra["memory_view"] = view
@@ -207,13 +220,17 @@ class HFEngine(TextSide):
         return self.lm_head(h).float()
 
     def _check_head(self) -> None:
-        ids = torch.tensor([[self.pad_token_id, min(self.stop_token_ids), self.pad_token_id]],
-                           device=self.device)                                   # [1, 3]
+        # real text: the pad row of the embeddings may be zeros, whose logits are all 0
+        ids = torch.tensor([self.tokenize("Check: 12 + 30 = 42.")], device=self.device)  # [1, L]
         with torch.no_grad():
             ref = self.model(input_ids=ids, use_cache=False).logits[:, -1].float()  # [1, V]
-            h = self.decoder(input_ids=ids, use_cache=False).last_hidden_state      # [1, 3, D]
-            ours = self.logits(h[:, -1])                                            # [1, V]
-        if not torch.allclose(ref, ours, rtol=1e-3, atol=1e-3):
+            h = self.decoder(input_ids=ids, use_cache=False).last_hidden_state      # [1, L, D]
+            # lm_head over all L positions, as the model does: a [1, D] matmul would round
+            # differently in bf16 (a ~1e-2 relative difference on random weights)
+            ours = self.logits(h)[:, -1]                                            # [1, V]
+        # fp32 to 1e-3; half precision: a post-processing (soft-capping, scaling) still shows
+        tol = 1e-3 if self.dtype == torch.float32 else 2e-2
+        if not torch.allclose(ref, ours, rtol=tol, atol=tol):
             raise ConfigError(f"{type(self.model).__name__}: logits are not lm_head(final hidden "
                               "state); this architecture post-processes logits and is not supported")
 
