@@ -296,6 +296,19 @@ def test_matmul_attention_is_transformers_eager_attention_on_grouped_heads():
     k2 = k.clone()
     k2[0, :, :20] = 1e4                                              # garbage under the padding
     assert torch.equal(gqa_matmul_attention(GroupedAttn(), q, k2, v, mask, scaling=0.125)[0], ours)
+    # the filled part of a preallocated buffer (the slab cache's view): read in place, the
+    # unwritten columns (here 1e4, not zeros) get weight 0
+    from latentmas_ray.engines.attention import whole_buffer
+
+    buf = torch.full((2, 4, 3, 80, 64), 1e4)
+    buf[:, :, :, :50] = torch.stack([k, v])
+    assert whole_buffer(buf[0, :, :, :50]).data_ptr() == buf[0].data_ptr()
+    assert whole_buffer(buf[0, :, :, :50]).shape == (4, 3, 80, 64)
+    assert whole_buffer(buf[0, :, :, 5:55]).shape == (4, 3, 50, 64)        # not a prefix: as is
+    assert whole_buffer(buf[0, :, :, :50].transpose(0, 1)).shape == (3, 4, 50, 64)
+    in_place, _ = gqa_matmul_attention(GroupedAttn(), q, buf[0, :, :, :50], buf[1, :, :, :50],
+                                       mask, scaling=0.125)
+    torch.testing.assert_close(in_place, ours, rtol=1e-6, atol=1e-6)
     # bf16: to bf16 rounding of the fp32 result
     qb, kb, vb, _ = grouped_inputs(torch.bfloat16)
     low, _ = gqa_matmul_attention(GroupedAttn(), qb, kb, vb, mask, scaling=0.125)

@@ -14,7 +14,7 @@ bit-identical outputs (tests/test_engine_fast.py checks it).
 "gqa_matmul" (opt-in: --decode_attention matmul) is the same, except that a one-position step
 (decode, latent step) attends as two batched matmuls over the grouped heads: the G = H / H_kv
 query heads of a group are one [G, Dh] block against that group's keys, so keys and values
-are read once, in place. It computes what transformers' eager attention computes (scores in
+are read once, in place (the whole preallocated buffer, its unwritten columns masked). It computes what transformers' eager attention computes (scores in
 the model's dtype, softmax in fp32); measured on this CPU (bench/bench_engine.py) torch's
 fused kernel reads a 2000-column bf16 memory at ~1 GB/s, these matmuls at ~8 GB/s, and on a
 GPU it avoids the repeat_kv copy that a masked sdpa call makes. Not bit-identical to sdpa.
@@ -75,19 +75,41 @@ def gqa_matmul_attention(module, query: torch.Tensor, key: torch.Tensor, value: 
     view = kwargs.pop("memory_view", None)
     if view is not None:
         attention_mask, _ = apply_view(view, module, query, key, attention_mask, scaling, False)
-    hk = key.shape[1]
+    hk, t = key.shape[1], key.shape[2]
+    key_all, value_all = whole_buffer(key), whole_buffer(value)           # [B, H_kv, C, Dh]
+    if key_all.shape[2] != value_all.shape[2]:
+        key_all, value_all = key, value
     scale = dh ** -0.5 if scaling is None else scaling
     q = query.reshape(b, hk, h // hk, dh)                                   # [B, H_kv, G, Dh]
-    scores = torch.matmul(q, key.transpose(-1, -2)) * scale                # [B, H_kv, G, T]
+    scores = torch.matmul(q, key_all.transpose(-1, -2)) * scale            # [B, H_kv, G, C]
+    lowest = torch.finfo(scores.dtype).min
+    scores[..., t:] = lowest                             # columns not written yet
     if attention_mask is not None:
-        mask = attention_mask[:, :, :1, -scores.shape[-1]:]                # [B, 1, 1, T]
+        mask = attention_mask[:, :, :1, -t:]                               # [B, 1, 1, T]
         if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            scores[..., :t].masked_fill_(~mask, lowest)
         else:
-            scores = scores + mask
-    probs = scores.softmax(dim=-1, dtype=torch.float32).to(value.dtype)   # [B, H_kv, G, T]
-    out = torch.matmul(probs, value)                                       # [B, H_kv, G, Dh]
+            scores[..., :t] += mask
+    probs = scores.softmax(dim=-1, dtype=torch.float32).to(value.dtype)   # [B, H_kv, G, C]
+    out = torch.matmul(probs, value_all)                                   # [B, H_kv, G, Dh]
     return out.reshape(b, 1, h, dh), None
+
+
+def whole_buffer(x: torch.Tensor) -> torch.Tensor:
+    """x [B, H, T, Dh], the filled part buf[:, :, :T] of a contiguous slab buffer buf
+    [B, H, C, Dh] (latent/slab.py) -> buf, on the same storage (no copy); anything else ->
+    x. Why: a batched matmul over a prefix view (batch stride C * Dh, not T * Dh) is not a
+    plain strided batch to torch, which copies it first (5x slower here at 2000 columns);
+    over the whole buffer it reads in place, and the unwritten columns get weight 0."""
+    b, h, t, d = x.shape
+    s0, s1, s2, s3 = x.stride()
+    if (x.is_contiguous() or (s3, s2) != (1, d) or s1 % d or s0 != h * s1
+            or x.storage_offset() % s1):                 # must start at a (row, head) block
+        return x
+    shape = (b, h, s1 // d, d)                                             # [B, H, C, Dh]
+    if x.untyped_storage().nbytes() < (x.storage_offset() + b * s0) * x.element_size():
+        return x
+    return x.as_strided(shape, x.stride())
 
 
 MATMUL_NAME = "gqa_matmul"

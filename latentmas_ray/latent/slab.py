@@ -5,7 +5,10 @@ whole keys and values at every token. A `SlabLayer` instead owns buffers of a fi
 C and writes each new chunk into the next free columns; what the model reads are views of
 the filled part:
 
-    k_buf, v_buf   [B, H_kv, C, Dh]   allocated once (or grown in large chunks, rarely)
+    k_buf, v_buf   [B, H_kv, C, Dh]   allocated once (or grown in large chunks, rarely), zeroed:
+                                      attention that reads all C columns (engines/attention.py,
+                                      matmul) gives the unwritten ones weight 0, and 0 x garbage
+                                      could be NaN
     keys, values   [B, H_kv, T, Dh]   = k_buf[:, :, :T], the columns written so far
 
 To the model a SlabLayer behaves exactly like a DynamicLayer (same `keys`/`values`, same
@@ -46,8 +49,8 @@ class SlabLayer(CacheLayerMixin):
         b, h, n, dk = key_states.shape
         cap = max(self.capacity_hint, n)
         self.dtype, self.device = key_states.dtype, key_states.device
-        self.k_buf = key_states.new_empty((b, h, cap, dk))
-        self.v_buf = value_states.new_empty((b, h, cap, value_states.shape[-1]))
+        self.k_buf = key_states.new_zeros((b, h, cap, dk))
+        self.v_buf = value_states.new_zeros((b, h, cap, value_states.shape[-1]))
         self.length = 0
         self.is_initialized = True
         self._expose()
@@ -93,8 +96,8 @@ class SlabLayer(CacheLayerMixin):
         if capacity <= self.k_buf.shape[2]:
             return
         b, h, _, dk = self.k_buf.shape
-        k = self.k_buf.new_empty((b, h, capacity, dk))
-        v = self.v_buf.new_empty((b, h, capacity, self.v_buf.shape[-1]))
+        k = self.k_buf.new_zeros((b, h, capacity, dk))
+        v = self.v_buf.new_zeros((b, h, capacity, self.v_buf.shape[-1]))
         k[:, :, :self.length].copy_(self.keys)
         v[:, :, :self.length].copy_(self.values)
         self.k_buf, self.v_buf = k, v
@@ -144,8 +147,8 @@ class SlabLayer(CacheLayerMixin):
             return
         t = self.length
         b, h, cap, dk = self.k_buf.shape
-        k = self.k_buf.new_empty((indices.shape[0], h, cap, dk))             # [B', H, C, Dh]
-        v = self.v_buf.new_empty((indices.shape[0], h, cap, self.v_buf.shape[-1]))
+        k = self.k_buf.new_zeros((indices.shape[0], h, cap, dk))             # [B', H, C, Dh]
+        v = self.v_buf.new_zeros((indices.shape[0], h, cap, self.v_buf.shape[-1]))
         k[:, :, :t].copy_(self.k_buf[:, :, :t].index_select(0, indices))
         v[:, :, :t].copy_(self.v_buf[:, :, :t].index_select(0, indices))
         self.k_buf, self.v_buf = k, v
