@@ -14,10 +14,11 @@ bit-identical outputs (tests/test_engine_fast.py checks it).
 "gqa_matmul" (opt-in: --decode_attention matmul) is the same, except that a one-position step
 (decode, latent step) attends as two batched matmuls over the grouped heads: the G = H / H_kv
 query heads of a group are one [G, Dh] block against that group's keys, so keys and values
-are read once, in place (the whole preallocated buffer, its unwritten columns masked). It computes what transformers' eager attention computes (scores in
-the model's dtype, softmax in fp32); measured on this CPU (bench/bench_engine.py) torch's
-fused kernel reads a 2000-column bf16 memory at ~1 GB/s, these matmuls at ~8 GB/s, and on a
-GPU it avoids the repeat_kv copy that a masked sdpa call makes. Not bit-identical to sdpa.
+are read once, in place (the whole preallocated buffer, its unwritten columns masked). It
+computes what transformers' eager attention computes (scores in the model's dtype, softmax in
+fp32); measured on this CPU (bench/bench_engine.py) torch's fused kernel reads a 2000-column
+bf16 memory at ~1 GB/s, these matmuls at ~8 GB/s, and on a GPU it avoids the repeat_kv copy
+that a masked sdpa call makes. Not bit-identical to sdpa.
 """
 
 from __future__ import annotations

@@ -200,8 +200,9 @@ class HFEngine(TextSide):
                 raise ConfigError("the memory ablations (--memory layers / top_attention) need "
                                   "the sdpa attention (HFEngine grouped_attention=True)")
             extra["memory_view"] = view
-        one_position = chunk_mask.shape[1] == 1 and view is None
-        decoder = self._step_decoder if one_position and self._step_decoder is not None else self.decoder
+        decoder = self.decoder
+        if self._step_decoder is not None and chunk_mask.shape[1] == 1 and view is None:
+            decoder = self._step_decoder                  # torch.compile'd one-position steps
         out = decoder(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
