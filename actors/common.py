@@ -20,7 +20,7 @@ ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 def local_model_path(cfg, model_path: str | None) -> Path:
     """The driver resolved the model on its own node; a worker node may keep it elsewhere (the
     embedded model is converted into each node's cache on first use)."""
-    from latentmas_ray.models import resolve_model
+    from latentmas_ray.spec.models import resolve_model
 
     if model_path and Path(model_path).is_dir():
         return Path(model_path)
@@ -85,7 +85,7 @@ def remote_form(target, **options):
 def score_task():
     """The core's `score_rows` as a Ray task: 1 CPU (code runs in sandboxes on a CPU worker, so
     no GPU replica waits on tests); Ray retries it if its worker or node dies."""
-    from latentmas_ray.evaluate import score_rows
+    from latentmas_ray.run.batch import score_rows
     return remote_form(score_rows, num_cpus=1, max_retries=3)
 
 

@@ -1,7 +1,7 @@
 """A model replica as a Ray actor: a thin shell over the core library's `Evaluator`.
 
 One actor = one model copy, pinned to a GPU (`num_gpus`) or, on machines without one, to a CPU
-slot (`num_cpus`). All logic lives in `latentmas_ray.evaluate.Evaluator` (generation with the
+slot (`num_cpus`). All logic lives in `latentmas_ray.run.batch.Evaluator` (generation with the
 method, scoring); this module only adds what a remote process needs: where to find the model on
 its own node, how many torch threads to use, and a `ready()` call that reports where it landed.
 Code tasks are scored elsewhere: the driver runs `actors.common.score_task` on a CPU worker.
@@ -21,8 +21,8 @@ class HFReplica:
                  torch_threads: int | None = None):
         import torch
 
-        from latentmas_ray.config import RunConfig
-        from latentmas_ray.evaluate import Evaluator
+        from latentmas_ray.spec.config import RunConfig
+        from latentmas_ray.run.batch import Evaluator
 
         if torch_threads:
             torch.set_num_threads(int(torch_threads))

@@ -84,7 +84,7 @@ class RoleWorker:
                  role: str, torch_threads: int | None = None, payload: str = "kv", engine=None):
         import torch
 
-        from latentmas_ray.config import RunConfig
+        from latentmas_ray.spec.config import RunConfig
 
         from latentmas_ray.prompts import team_for
 
@@ -100,7 +100,7 @@ class RoleWorker:
         self.payload = payload
         if engine is None:
             from latentmas_ray.engines.hf import HFEngine
-            from latentmas_ray.models import resolve_model
+            from latentmas_ray.spec.models import resolve_model
             own = team.agent(role).model
             path = resolve_model(own) if own else local_model_path(self.cfg, model_path)
             self.model_path = str(path)
@@ -185,7 +185,7 @@ class RoleWorker:
 
     def judge_rows(self, box) -> list[dict[str, Any]]:
         """Judge and score (cheap scorers: math, multiple choice): store rows."""
-        from latentmas_ray.evaluate import score_rows
+        from latentmas_ray.run.batch import score_rows
 
         results, samples = self.judge(box, with_samples=True)
         return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)

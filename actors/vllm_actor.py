@@ -3,7 +3,7 @@
 Two plain classes (usable without Ray; `remote_form(cls)` is the actor):
 
 - `VLLMReplica`: a vLLM engine in an async actor. `generate`/`run` evaluate baseline or TextMAS
-  on vLLM, one request chain per sample (latentmas_ray/streaming.py); `judge`/`judge_rows` run
+  on vLLM, one request chain per sample (latentmas_ray/run/streaming.py); `judge`/`judge_rows` run
   phase 2 of the hybrid LatentMAS (decode the judgers from the shipped `LatentBatch`).
 - `LatentReplica`: an HF engine running phase 1 of the hybrid (`latent`: the three latent
   agents, returning the judgers' input embeddings on the CPU).
@@ -43,7 +43,7 @@ VLLM_ACTOR_CONCURRENCY = 1000
 class VLLMReplica:
     """A vLLM engine in an ASYNC actor (every method that waits on vLLM is `async def`, so Ray
     runs up to VLLM_ACTOR_CONCURRENCY calls at once): every batch the driver sends is streamed
-    into vLLM's async engine as it arrives (latentmas_ray/streaming.py), so the several batches
+    into vLLM's async engine as it arrives (latentmas_ray/run/streaming.py), so the several batches
     a replica has in flight share the engine with no barrier between them."""
 
     def __init__(self, cfg: dict[str, Any], model_path: str | None,
@@ -52,11 +52,11 @@ class VLLMReplica:
         """after: the HF partner's ready() result (a hybrid replica): Ray resolves it before
         this constructor runs, so vLLM starts only once the HF engine has loaded, and its GPU
         share is then derived from what is free (capped at 0.9 x gpu_fraction)."""
-        from latentmas_ray.config import RunConfig, VLLMConfig
+        from latentmas_ray.spec.config import RunConfig, VLLMConfig
         from latentmas_ray.engines.vllm import VLLMEngine
         from latentmas_ray.engines.vllm_start import shared_gpu_utilization
-        from latentmas_ray.evaluate import typical_seq_tokens
-        from latentmas_ray.streaming import StreamEvaluator
+        from latentmas_ray.run.batch import typical_seq_tokens
+        from latentmas_ray.run.streaming import StreamEvaluator
 
         quiet_progress_bars()
         self.cfg = RunConfig.from_dict(cfg)
@@ -117,7 +117,7 @@ class VLLMReplica:
     async def judge_rows(self, box) -> list[dict[str, Any]]:
         """Judge and score (cheap scorers: math, multiple choice): store rows, each with its
         hf -> vllm hop (bytes, ms)."""
-        from latentmas_ray.evaluate import score_rows
+        from latentmas_ray.run.batch import score_rows
 
         results, _, samples = await self.judge(box, with_stats=True)
         return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
@@ -144,7 +144,7 @@ class LatentReplica:
                  cpu_affinity: list[int] | None = None):
         import torch
 
-        from latentmas_ray.config import RunConfig
+        from latentmas_ray.spec.config import RunConfig
         from latentmas_ray.engines.hf import HFEngine
 
         if cpu_affinity:    # keep the HF threads off the cores vLLM's OpenMP threads are bound to

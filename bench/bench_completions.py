@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from latentmas_ray.config import MethodConfig, ModelConfig
+from latentmas_ray.spec.config import MethodConfig, ModelConfig
 from latentmas_ray.engines.hf import HFEngine
 from latentmas_ray.methods import get_method
-from latentmas_ray.models import resolve_model
+from latentmas_ray.spec.models import resolve_model
 from latentmas_ray.tasks.registry import load_task
 
 HERE = Path(__file__).resolve().parent

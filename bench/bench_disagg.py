@@ -30,7 +30,7 @@ from common import hardware  # noqa: E402
 
 
 def make_cfg(args, model_dir: str, out: Path):
-    from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig
+    from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
 
     return RunConfig(task="arc_easy", max_samples=args.samples, generate_bs=args.generate_bs,
                      output=str(out),
@@ -96,8 +96,8 @@ def pipeline_bench(args, cfg) -> None:
     from rich.console import Console
 
     from jobs.driver import run_on_ray
-    from latentmas_ray.config import ExecutionConfig
-    from latentmas_ray.store import RunStore
+    from latentmas_ray.spec.config import ExecutionConfig
+    from latentmas_ray.store.run_store import RunStore
     from latentmas_ray.tasks.registry import load_task
 
     task = load_task("arc_easy", max_samples=args.samples)
@@ -147,7 +147,7 @@ def main() -> int:
     import torch
     from cluster.local_cluster import in_process_cluster
 
-    from latentmas_ray.models import resolve_model
+    from latentmas_ray.spec.models import resolve_model
 
     torch.set_num_threads(1)
     model_dir = str(resolve_model(args.model_name))

@@ -100,9 +100,9 @@ def load_engine(args, device, fast: bool):
     `args`), or with fast False the exact one that transformers' rows run on."""
     opts = dict(packed_linear=fast and args.packed_linear, compile_steps=fast and args.compile,
                 decode_attention=args.decode_attention if fast else "sdpa")   # exact
-    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.spec.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine, resolve_dtype
-    from latentmas_ray.models import resolve_model
+    from latentmas_ray.spec.models import resolve_model
 
     if args.random is None:
         path = resolve_model(args.model)
@@ -267,7 +267,7 @@ class decode_to_length:
 
 
 def end_to_end(engine, ref, path, args) -> None:
-    from latentmas_ray.config import MethodConfig
+    from latentmas_ray.spec.config import MethodConfig
     from latentmas_ray.methods import get_method
     from latentmas_ray.tasks.registry import TASKS, load_task
 

@@ -41,10 +41,10 @@ def main() -> None:
     ap.add_argument("--skip_demo", action="store_true")
     args = ap.parse_args()
 
-    from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig
+    from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
     from latentmas_ray.engines.hf import HFEngine
-    from latentmas_ray.evaluate import Evaluator
-    from latentmas_ray.models import embedded_model_dir
+    from latentmas_ray.run.batch import Evaluator
+    from latentmas_ray.spec.models import embedded_model_dir
     from latentmas_ray.tasks.registry import TASKS, load_task
 
     print(f"hardware: {hardware()}")

@@ -34,7 +34,7 @@ from common import hardware  # noqa: E402
 
 
 def make_cfg(args, model_dir: str, out: Path, bs: int):
-    from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig
+    from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
 
     return RunConfig(task="arc_easy", max_samples=args.samples, generate_bs=bs, output=str(out),
                      model=ModelConfig(name_or_path=model_dir, dtype="float32", device="cpu"),
@@ -45,8 +45,8 @@ def make_cfg(args, model_dir: str, out: Path, bs: int):
 def in_process(args, model_dir, task, threads: int) -> tuple[float, list[dict]]:
     import torch
 
-    from latentmas_ray.evaluate import Evaluator
-    from latentmas_ray.store import RunStore
+    from latentmas_ray.run.batch import Evaluator
+    from latentmas_ray.store.run_store import RunStore
 
     torch.set_num_threads(threads)
     best, rows = float("inf"), []
@@ -71,8 +71,8 @@ def through_ray(args, model_dir, task, replicas: int, threads: int, bs: int) -> 
     from rich.console import Console
 
     from jobs.driver import run_on_ray
-    from latentmas_ray.config import ExecutionConfig
-    from latentmas_ray.store import RunStore
+    from latentmas_ray.spec.config import ExecutionConfig
+    from latentmas_ray.store.run_store import RunStore
 
     best, rows = float("inf"), []
     for _ in range(args.repeats):
@@ -98,7 +98,7 @@ def one_sample_payloads(model_dir: str, question: str, kind: str, steps: int):
     """(kv_state, embeddings) for one sample at the judger's start, from the real engine."""
     import torch
 
-    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.spec.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine
     from latentmas_ray.latent.rollout import run_latent_agent
     from latentmas_ray.prompts import AGENT_ROLES, build_messages
@@ -215,7 +215,7 @@ def main() -> int:
 
     import ray
 
-    from latentmas_ray.models import resolve_model
+    from latentmas_ray.spec.models import resolve_model
     from latentmas_ray.tasks.registry import load_task
 
     model_dir = str(resolve_model(args.model_name))

@@ -50,8 +50,8 @@ def stand_in(args) -> dict:
 
     from bench.stand_in import StandInFactory
     from jobs.driver import run_on_ray
-    from latentmas_ray.config import ExecutionConfig, MethodConfig, RunConfig
-    from latentmas_ray.store import RunStore
+    from latentmas_ray.spec.config import ExecutionConfig, MethodConfig, RunConfig
+    from latentmas_ray.store.run_store import RunStore
     from latentmas_ray.tasks.registry import load_task
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))

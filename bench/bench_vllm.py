@@ -88,12 +88,12 @@ def main() -> None:
     import torch
     torch.set_num_threads(args.torch_threads)
 
-    from latentmas_ray.config import MethodConfig, ModelConfig, VLLMConfig
+    from latentmas_ray.spec.config import MethodConfig, ModelConfig, VLLMConfig
     from latentmas_ray.engines.hf import HFEngine
-    from latentmas_ray.engines.hybrid import HybridEngine
+    from latentmas_ray.engines.hf_vllm_pair import HybridEngine
     from latentmas_ray.engines.vllm import VLLMEngine
     from latentmas_ray.methods import get_method, hybrid
-    from latentmas_ray.models import resolve_model
+    from latentmas_ray.spec.models import resolve_model
     from latentmas_ray.tasks.registry import load_task
 
     path = str(resolve_model(args.model_name))
@@ -224,7 +224,7 @@ def run_ray(args, model_cfg, cfg, path, options, samples, warm, ref, table, cuda
     import ray
 
     from actors.vllm_actor import start_hybrid_replica
-    from latentmas_ray.config import RunConfig
+    from latentmas_ray.spec.config import RunConfig
 
     n = len(samples)
     bs = args.ray_bs or args.generate_bs

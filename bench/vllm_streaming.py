@@ -11,7 +11,7 @@ A. Whole processes, one after the other, engine start included (the acceptance f
    new design derives for the baseline, printed).
 B. One process per method, old design vs new on the same engine settings (max_num_seqs 16,
    so the work exceeds the engine): old = the batch forms, batch by batch (`LLM.generate` per
-   batch, TextMAS four barriers per batch), new = `latentmas_ray.streaming` (requests per
+   batch, TextMAS four barriers per batch), new = `latentmas_ray.run.streaming` (requests per
    sample, 2 x max_num_seqs outstanding). Occupancy = mean running sequences / max_num_seqs
    from vLLM's own scheduler statistics per engine step, (a) while samples were still being
    started (steady state) and (b) over the whole run; plus samples/s and generated tokens/s.
@@ -35,7 +35,7 @@ t_start = time.perf_counter()
 def main():
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
-    from latentmas_ray.lengths import Tokenizer
+    from latentmas_ray.run.lengths import Tokenizer
     from latentmas_ray.prompts import build_messages
     from latentmas_ray.tasks.registry import load_task
     a = json.loads(sys.argv[1])
@@ -118,12 +118,12 @@ def section_a(args, model: str, seqs: int) -> list[dict]:
 def section_b(args, model_cfg, path: str) -> list[dict]:
     import asyncio
 
-    from latentmas_ray.config import MethodConfig, RunConfig, VLLMConfig
+    from latentmas_ray.spec.config import MethodConfig, RunConfig, VLLMConfig
     from latentmas_ray.engines.hf import HFEngine
-    from latentmas_ray.engines.hybrid import HybridEngine
+    from latentmas_ray.engines.hf_vllm_pair import HybridEngine
     from latentmas_ray.engines.vllm import VLLMEngine
     from latentmas_ray.methods import get_method, hybrid
-    from latentmas_ray.streaming import StreamEvaluator, stream
+    from latentmas_ray.run.streaming import StreamEvaluator, stream
     from latentmas_ray.tasks.registry import load_task
 
     seqs, bs = args.b_max_num_seqs, args.generate_bs
@@ -190,10 +190,10 @@ def section_b(args, model_cfg, path: str) -> list[dict]:
 def main(args) -> None:
     import torch
 
-    from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig
+    from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
     from latentmas_ray.engines.vllm_start import derive_max_num_seqs, kv_bytes_per_token
-    from latentmas_ray.evaluate import typical_seq_tokens
-    from latentmas_ray.models import resolve_model
+    from latentmas_ray.run.batch import typical_seq_tokens
+    from latentmas_ray.spec.models import resolve_model
 
     path = str(resolve_model(args.model_name))
     model_cfg = ModelConfig(name_or_path=path, dtype="float32", device="cpu")

@@ -2,7 +2,7 @@
 
     run_on_ray(cfg, task, store, model_path, prompts) -> wall seconds of the sampling loop
 
-1. Connect (jobs/cluster.py), ask the run's replica factory (jobs/replicas.py) what a replica
+1. Connect (jobs/placement.py), ask the run's replica factory (jobs/replicas.py) what a replica
    needs; on a fixed cluster check the nodes could hold the replicas at all; with --autoscale
    ask the autoscaler for them instead. Each replica gets its own placement group
    (jobs/fleet.py): the run starts with those that are placed and loaded, the others join
@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from jobs.cluster import (alive_node_resources, ask_autoscaler, check_placement, check_scoring,
+from jobs.placement import (alive_node_resources, ask_autoscaler, check_placement, check_scoring,
                           connect, release)
 from jobs.disaggregated import DisaggregatedFactory
 from jobs.fleet import Fleet
@@ -100,7 +100,7 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     on_event(kind, info), for tests and monitoring: "ready" (the first replicas placed and
     loaded), "batch" (a batch written), "replica_down", "replica_up", "replica_replaced", and
     the factory's own events. factory: a ReplicaFactory instead of the run's own (bench/).
-    observer: a latentmas_ray.observe.RunObserver that hears each written batch (this driver
+    observer: a latentmas_ray.run.observe.RunObserver that hears each written batch (this driver
     process logs to W&B; actors never do).
     """
     from rich.console import Console
@@ -279,7 +279,7 @@ class Driver:
 
     def give_up(self, samples) -> None:
         """Samples the scheduler will not retry become error rows (recorded, not lost)."""
-        from latentmas_ray.evaluate import error_rows
+        from latentmas_ray.run.batch import error_rows
 
         if samples:
             k = self.cfg.method.num_return_sequences

@@ -8,7 +8,7 @@ jobs.evaluate` execute.
 the run folder exists (the RunConfig validated itself; vLLM importable; the Ray address
 reachable; prompt file, task, data and model found); then the store is opened (a rerun resumes:
 finished samples are never recomputed), the pending samples run in this process
-(latentmas_ray/in_process.py) or on Ray replicas of the run's placement (jobs/driver.py), and
+(latentmas_ray/run/in_process.py) or on Ray replicas of the run's placement (jobs/driver.py), and
 the summary is written. The run folder is the same store either way: a run started in process
 can be finished on a cluster and the other way round.
 """
@@ -19,9 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-from jobs.cluster import JOB_ENV, check_address
+from jobs.placement import JOB_ENV, check_address
 from jobs.driver import run_on_ray      # a module global, so a test can wrap it (on_event)
-from latentmas_ray.config import RunConfig
+from latentmas_ray.spec.config import RunConfig
 
 DESCRIPTION = ("Evaluate baseline, TextMAS or LatentMAS on a benchmark, in process or on Ray "
                "(--ray). Flags follow the reference run.py; dashes work too.")
@@ -50,7 +50,7 @@ def check_before_start(cfg: RunConfig) -> None:
                                   "a replica's vLLM actor (--num_gpus_per_replica"
                                   + (" x --vllm_gpu_share)" if share < 1 else ")"))
     if cfg.execution.wandb:
-        from latentmas_ray.observe import require_wandb
+        from latentmas_ray.run.observe import require_wandb
         require_wandb()
     if cfg.execution.ray:
         address = cfg.execution.address or os.environ.get("RAY_ADDRESS")
@@ -60,12 +60,12 @@ def check_before_start(cfg: RunConfig) -> None:
 
 def evaluate(cfg: RunConfig, console) -> int:
     """Run `cfg` to the end (resuming what its folder holds); prints the summary line."""
-    from latentmas_ray.in_process import run_in_process
-    from latentmas_ray.lengths import check_lengths
-    from latentmas_ray.models import check_agent_models, resolve_model
-    from latentmas_ray.observe import open_observer
+    from latentmas_ray.run.in_process import run_in_process
+    from latentmas_ray.run.lengths import check_lengths
+    from latentmas_ray.spec.models import check_agent_models, resolve_model
+    from latentmas_ray.run.observe import open_observer
     from latentmas_ray.prompts import load_prompt_file
-    from latentmas_ray.store import RunStore, run_id
+    from latentmas_ray.store.run_store import RunStore, run_id
     from latentmas_ray.tasks.registry import load_task
 
     check_before_start(cfg)
@@ -120,7 +120,7 @@ def evaluate(cfg: RunConfig, console) -> int:
 
 def build_parser():
     """`latentmas-ray run`'s flags (built from the run specification)."""
-    from latentmas_ray.flags import run_parser
+    from latentmas_ray.spec.flags import run_parser
     return run_parser("python -m jobs.evaluate", DESCRIPTION)
 
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from latentmas_ray.errors import exit_status
-    from latentmas_ray.flags import build_run_config
+    from latentmas_ray.spec.flags import build_run_config
 
     console = Console(stderr=True)
     args = build_parser().parse_args(argv)

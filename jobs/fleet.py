@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any, Callable
 
-from jobs.cluster import seat_group
+from jobs.placement import seat_group
 from latentmas_ray.errors import ConfigError, LatentMASError
 
 PLACE_GRACE_S = 10.0      # the run starts once the seats placed within this are loaded

@@ -35,7 +35,7 @@ class Monitor:
 
     @contextlib.contextmanager
     def running(self) -> Iterator["Monitor"]:
-        from latentmas_ray.progress import progress_bar
+        from latentmas_ray.run.progress import progress_bar
 
         self.t0 = self.last = time.perf_counter()
         if self.plain:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from latentmas_ray.config import RunConfig
+from latentmas_ray.spec.config import RunConfig
 
 
 class ReplicaFactory:
@@ -146,7 +146,7 @@ class VLLMStreaming(ReplicaFactory):
         return info
 
     def in_flight(self, max_in_flight: int) -> int:
-        from latentmas_ray.streaming import WINDOW_PER_SLOT
+        from latentmas_ray.run.streaming import WINDOW_PER_SLOT
 
         need = -(-WINDOW_PER_SLOT * self.engine_seqs // self.cfg.generate_bs)   # ceil
         return max(max_in_flight, need + 1)    # +1: the next batch is ready as one finishes

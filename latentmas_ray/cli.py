@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from .errors import exit_status
-from .flags import Parser
+from latentmas_ray.spec.flags import Parser
 
 
 def _score_parser(sub) -> None:

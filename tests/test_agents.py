@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
-from latentmas_ray.agents import load_agents_file
-from latentmas_ray.config import MethodConfig, RunConfig
+from latentmas_ray.spec.agents import load_agents_file
+from latentmas_ray.spec.config import MethodConfig, RunConfig
 from latentmas_ray.errors import ConfigError
 from latentmas_ray.methods import get_method
 from latentmas_ray.prompts import ANSWER_FORMAT, SYSTEM, TOPOLOGY_FILES
@@ -112,7 +112,7 @@ def test_builtin_topology_files_give_the_builtin_run(tiny_engine, tmp_path, meth
 
 
 def test_the_agents_are_part_of_the_run_id(tmp_path):
-    from latentmas_ray.store import comparable_config, run_id
+    from latentmas_ray.store.run_store import comparable_config, run_id
 
     plain = RunConfig().to_dict()
     assert "agents" not in comparable_config(plain)["method"]     # old run folders resume
@@ -140,7 +140,7 @@ BAD = {
 @pytest.mark.parametrize("name", list(BAD))
 @pytest.mark.parametrize("suffix", ["yaml", "json"])
 def test_bad_agents_files_fail_in_one_line(tmp_path, name, suffix):
-    from latentmas_ray.flags import build_run_config
+    from latentmas_ray.spec.flags import build_run_config
     from jobs.evaluate import build_parser
 
     agents, expected = BAD[name]
@@ -168,8 +168,8 @@ def test_old_parts_without_the_agent_model_still_read(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from latentmas_ray.schema import AGENT_TYPE, SCHEMA
-    from latentmas_ray.store import RunStore
+    from latentmas_ray.store.schema import AGENT_TYPE, SCHEMA
+    from latentmas_ray.store.run_store import RunStore
 
     old_agent = pa.struct([f for f in AGENT_TYPE if f.name != "model"])
     fields = [pa.field("agents", pa.list_(old_agent)) if f.name == "agents" else f for f in SCHEMA]

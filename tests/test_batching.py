@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from latentmas_ray.config import MethodConfig
+from latentmas_ray.spec.config import MethodConfig
 from latentmas_ray.methods import get_method
 from latentmas_ray.tasks.base import Sample
 

@@ -7,15 +7,15 @@ import json
 import pytest
 
 from latentmas_ray.cli import main
-from latentmas_ray.flags import build_run_config
-from latentmas_ray.store import run_id
+from latentmas_ray.spec.flags import build_run_config
+from latentmas_ray.store.run_store import run_id
 from latentmas_ray.cli import build_parser
 
 
 @pytest.fixture(autouse=True)
 def no_model_loading(monkeypatch):
     """Any attempt to load a model fails the test: these errors must come first."""
-    import latentmas_ray.evaluate as ev
+    import latentmas_ray.run.batch as ev
 
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the bad input was reported")
@@ -85,7 +85,7 @@ def test_every_spec_field_with_a_flag_reaches_its_place():
     """The parser is built from the run specification: each flag lands in its field."""
     import typing
 
-    from latentmas_ray.flags import spec_flags
+    from latentmas_ray.spec.flags import spec_flags
 
     values = {int: "3", float: "0.25", str: "x"}
     parser = build_parser()
@@ -118,7 +118,7 @@ def test_every_spec_field_with_a_flag_reaches_its_place():
         if name == "memory_top_k":
             argv, want = ["--memory", "top_key_norm", f"--{name}", "3"], 3
         if name == "agents":                             # a file, stored as its agents
-            from latentmas_ray.agents import load_agents_file
+            from latentmas_ray.spec.agents import load_agents_file
             from latentmas_ray.prompts import TOPOLOGY_FILES
             file = str(TOPOLOGY_FILES["hierarchical"])
             argv, want = [f"--{name}", file], [a.to_dict() for a in load_agents_file(file).agents]
@@ -130,7 +130,7 @@ def test_every_spec_field_with_a_flag_reaches_its_place():
 
 
 def test_config_json_holds_the_execution_and_reruns_it_exactly(tmp_path):
-    from latentmas_ray.store import RunStore
+    from latentmas_ray.store.run_store import RunStore
 
     parser = build_parser()
     out = tmp_path / "r"
@@ -151,7 +151,7 @@ def test_config_json_holds_the_execution_and_reruns_it_exactly(tmp_path):
 
 
 def test_derived_facts_and_combinations_are_checked_once():
-    from latentmas_ray.config import ExecutionConfig, MethodConfig, RunConfig
+    from latentmas_ray.spec.config import ExecutionConfig, MethodConfig, RunConfig
     from latentmas_ray.errors import ConfigError
 
     assert RunConfig().engine_kind == "hf"

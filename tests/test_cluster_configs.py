@@ -32,7 +32,7 @@ def check_driver_command(module: str, args: list[str]):
     """The module exists and its parser takes the flags; returns (args, RunConfig)."""
     assert importlib.util.find_spec(module) is not None, f"no module {module}"
     from jobs.evaluate import build_parser
-    from latentmas_ray.flags import build_run_config
+    from latentmas_ray.spec.flags import build_run_config
 
     assert module == "jobs.evaluate"
     ns = build_parser().parse_args(args)

@@ -18,13 +18,13 @@ from math import comb
 
 import pytest
 
-from latentmas_ray.config import MethodConfig, RunConfig
+from latentmas_ray.spec.config import MethodConfig, RunConfig
 from latentmas_ray.errors import ConfigError
-from latentmas_ray.evaluate import error_rows, score_rows
+from latentmas_ray.run.batch import error_rows, score_rows
 from latentmas_ray.methods import get_method
-from latentmas_ray.passk import (completion_scores, ks_for, maj_at_k, majority_vote, pass_at_k)
-from latentmas_ray.seeding import completion_seed, sample_seed
-from latentmas_ray.store import RunStore, run_id, summarize
+from latentmas_ray.store.passk import (completion_scores, ks_for, maj_at_k, majority_vote, pass_at_k)
+from latentmas_ray.spec.seeding import completion_seed, sample_seed
+from latentmas_ray.store.run_store import RunStore, run_id, summarize
 from latentmas_ray.tasks.base import Sample
 
 SAMPLES = [
@@ -140,7 +140,7 @@ def test_latent_fork_equals_separate_decodes_of_one_memory(tiny_engine):
     that memory give with the completions' streams (the fork copies the memory faithfully)."""
     from latentmas_ray.methods.latent_mas import LATENT_ROLES, latent_agent_step, role_prompt_ids
     from latentmas_ray.methods.result import sampling_for
-    from latentmas_ray.seeding import completion_generator
+    from latentmas_ray.spec.seeding import completion_generator
 
     cfg = _cfg("latent_mas", 3)
     forked = get_method("latent_mas")(tiny_engine, SAMPLES, cfg, run_seed=11)
@@ -209,7 +209,7 @@ def test_old_parts_read_as_completion_zero(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from latentmas_ray.store import SCHEMA
+    from latentmas_ray.store.run_store import SCHEMA
     store = RunStore(tmp_path / "old")
     store.parts.mkdir(parents=True)
     row = {n: None for n in SCHEMA.names if n != "sample_index"}

@@ -54,7 +54,7 @@ def test_three_methods_then_the_comparison_and_a_second_call_recomputes_nothing(
     assert "Paired comparisons" in (out / "report" / "report.md").read_text()
 
     # a second call: every sample is done, no model is even built
-    import latentmas_ray.evaluate as ev
+    import latentmas_ray.run.batch as ev
 
     def boom(*a, **k):
         raise AssertionError("the second call recomputed a sample")

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from latentmas_ray.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig
+from latentmas_ray.spec.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig
 from latentmas_ray.errors import ConfigError
 from latentmas_ray.methods.latent_mas import run_batch
 from latentmas_ray.tasks.registry import load_task
@@ -149,7 +149,7 @@ def comparable(row: dict) -> dict:
 
 
 def reference_rows(cfg, model_dir, samples) -> dict[str, dict]:
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.run.batch import Evaluator
 
     return {r["id"]: comparable(r) for r in Evaluator(cfg, model_dir).run(samples)}
 
@@ -158,7 +158,7 @@ def drive(cfg, *, hop_payload="kv", on_event=None):
     from rich.console import Console
 
     from jobs.driver import run_on_ray
-    from latentmas_ray.store import RunStore
+    from latentmas_ray.store.run_store import RunStore
 
     cfg = dataclasses.replace(cfg, execution=ExecutionConfig(
         ray=True, placement="disaggregated", num_gpus_per_replica=0, torch_threads=1,
@@ -230,7 +230,7 @@ def test_embeds_payload_on_the_cluster(cluster, tiny_model_dir, tmp_path):
 
 
 def test_smollm2_disaggregated_equals_colocated(cluster, tmp_path):
-    from latentmas_ray.models import embedded_model_dir
+    from latentmas_ray.spec.models import embedded_model_dir
 
     model_dir = str(embedded_model_dir())
     cfg = run_cfg(model_dir, tmp_path / "run", n=4, bs=2, max_new_tokens=16)

@@ -18,9 +18,9 @@ ray = pytest.importorskip("ray")
 
 from rich.console import Console  # noqa: E402
 
-from latentmas_ray.config import ExecutionConfig, MethodConfig, RunConfig  # noqa: E402
+from latentmas_ray.spec.config import ExecutionConfig, MethodConfig, RunConfig  # noqa: E402
 from latentmas_ray.errors import ConfigError  # noqa: E402
-from latentmas_ray.store import RunStore, summarize  # noqa: E402
+from latentmas_ray.store.run_store import RunStore, summarize  # noqa: E402
 from latentmas_ray.tasks.registry import load_task  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_code_scoring_runs_only_where_the_scoring_resource_is(head_only, tmp_pat
     """Scoring tasks ask for one unit of --scoring_resource: with the resource nowhere, a
     scoring probe waits; the same probe lands on the node that declares it; and a code run on
     a cluster without it fails before it starts."""
-    from jobs.cluster import check_scoring
+    from jobs.placement import check_scoring
     from jobs.driver import Driver
 
     probe = ray.remote(lambda: ray.get_runtime_context().get_node_id())

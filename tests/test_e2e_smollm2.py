@@ -16,7 +16,7 @@ ROLES = {"baseline": ["single"], "text_mas": ["planner", "critic", "refiner", "j
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from latentmas_ray.models import embedded_model_dir
+    from latentmas_ray.spec.models import embedded_model_dir
     return str(embedded_model_dir())
 
 
@@ -52,7 +52,7 @@ def test_each_method_end_to_end(method, smollm2, datasets_dir, tmp_path, capsys)
 
 
 def test_rerun_resumes_without_recomputing(smollm2, datasets_dir, tmp_path, monkeypatch, capsys):
-    import latentmas_ray.evaluate as ev
+    import latentmas_ray.run.batch as ev
 
     data = str(datasets_dir / "gsm8k.jsonl")
     out = tmp_path / "run"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentmas_ray.config import MethodConfig
+from latentmas_ray.spec.config import MethodConfig
 from latentmas_ray.engines.attention import gqa_sdpa_attention
 from latentmas_ray.engines.hf import SamplingParams
 from latentmas_ray.latent.rollout import latent_steps, prefill
@@ -159,7 +159,7 @@ PARITY = [
 
 @pytest.fixture(scope="module")
 def packed_engine():
-    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.spec.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine
     from latentmas_ray.engines.packed_linear import PackedLinear
 
@@ -201,7 +201,7 @@ def test_packed_linear_token_differences_on_the_parity_cases(tiny_engine, packed
 # ------------------------------------------------------------------------ torch.compile
 @pytest.fixture(scope="module")
 def compiled_engine():
-    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.spec.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine
 
     return HFEngine.load(ModelConfig(dtype="float32", device="cpu", compile=True),
@@ -256,7 +256,7 @@ def test_compiled_steps_token_differences_on_the_parity_cases(tiny_engine, compi
 # ------------------------------------------------------------------------ grouped-matmul decode
 @pytest.fixture(scope="module")
 def matmul_engine():
-    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.spec.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine
 
     return HFEngine.load(ModelConfig(dtype="float32", device="cpu", decode_attention="matmul"),

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig
+from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
 from latentmas_ray.errors import ConfigError
 from latentmas_ray.prompts import TOPOLOGY_FILES
 from latentmas_ray.tasks.base import Sample
@@ -55,7 +55,7 @@ def _cfg(tmp_path, critic_model, **method) -> RunConfig:
 
 
 def test_an_agent_on_a_second_checkpoint(tmp_path, tiny_model_dir):
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.run.batch import Evaluator
 
     other = second_model_dir()
     hetero = Evaluator(_cfg(tmp_path, other), tiny_model_dir)
@@ -68,7 +68,7 @@ def test_an_agent_on_a_second_checkpoint(tmp_path, tiny_model_dir):
     # the critic's thoughts come from the other weights: the answers change
     assert [r.agents[-1].output_ids for r in mixed] != [r.agents[-1].output_ids for r in same]
     # the store row records each agent's model
-    from latentmas_ray.evaluate import result_row
+    from latentmas_ray.run.batch import result_row
     from latentmas_ray.tasks.scoring import score_samples
     row = result_row(SAMPLES[0], mixed[0], score_samples(SAMPLES[:1], [mixed[0].prediction])[0],
                      "latent_mas")
@@ -108,7 +108,7 @@ def _reshaped(tmp_path, key: str, value) -> str:
 def test_another_shape_is_refused_before_any_load(tmp_path, tiny_model_dir, monkeypatch,
                                                   key, value, named):
     from latentmas_ray.engines.hf import HFEngine
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.run.batch import Evaluator
 
     def no_load(*a, **k):
         raise AssertionError("a model was loaded before the shapes were checked")
@@ -120,14 +120,14 @@ def test_another_shape_is_refused_before_any_load(tmp_path, tiny_model_dir, monk
     assert "\n" not in str(e.value)
     assert f"agent critic: model {cfg.method.agents[1]['model']} has {named}" in str(e.value)
     # text methods exchange text only: any checkpoint will do
-    from latentmas_ray.models import check_agent_models
+    from latentmas_ray.spec.models import check_agent_models
     text_cfg = RunConfig(method=MethodConfig(method="text_mas", agents=cfg.method.agents))
     assert list(check_agent_models(text_cfg, tiny_model_dir)) == [cfg.method.agents[1]["model"]]
 
 
 def test_disaggregated_roles_load_their_own_models(tmp_path, tiny_model_dir, tiny_engine):
     from actors.role_actor import RoleWorker, run_chain
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.run.batch import Evaluator
 
     other = second_model_dir()
     cfg = _cfg(tmp_path, other)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from latentmas_ray.config import MethodConfig, ModelConfig
+from latentmas_ray.spec.config import MethodConfig, ModelConfig
 from latentmas_ray.engines.hf import HFEngine, SamplingParams
 from latentmas_ray.errors import ConfigError
 from latentmas_ray.methods import get_method
 from latentmas_ray.prompts import build_messages
-from latentmas_ray.seeding import sample_generator, sample_seed
+from latentmas_ray.spec.seeding import sample_generator, sample_seed
 from latentmas_ray.tasks.base import Sample
 from tiny_model import MODEL_VOCAB
 

@@ -14,7 +14,7 @@ import torch
 from latentmas_ray.cli import main
 from latentmas_ray.commands.inspect import inspect_run
 from latentmas_ray.report.latents import LatentLens
-from latentmas_ray.store import RunStore
+from latentmas_ray.store.run_store import RunStore
 
 DATA = Path(__file__).parent / "data" / "gsm8k.jsonl"
 M = 3

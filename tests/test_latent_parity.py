@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from latentmas_ray.config import MethodConfig
+from latentmas_ray.spec.config import MethodConfig
 from latentmas_ray.methods import get_method
 from latentmas_ray.prompts import build_messages
 from latentmas_ray.tasks.base import Sample

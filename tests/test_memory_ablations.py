@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentmas_ray.config import MethodConfig
+from latentmas_ray.spec.config import MethodConfig
 from latentmas_ray.latent.cache import BatchKV
 from latentmas_ray.latent.memory import AttentionMass, key_norm_scores
 from latentmas_ray.latent.rollout import run_latent_agent

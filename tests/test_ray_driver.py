@@ -27,9 +27,9 @@ ray = pytest.importorskip("ray")
 
 from rich.console import Console  # noqa: E402
 
-from latentmas_ray.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig  # noqa: E402
+from latentmas_ray.spec.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig  # noqa: E402
 from latentmas_ray.errors import ConfigError  # noqa: E402
-from latentmas_ray.store import RunStore  # noqa: E402
+from latentmas_ray.store.run_store import RunStore  # noqa: E402
 from latentmas_ray.tasks.registry import load_task  # noqa: E402
 from tiny_model import build_tiny_model_dir  # noqa: E402
 
@@ -88,7 +88,7 @@ def model_dir() -> str:
 @pytest.fixture(scope="module")
 def reference(model_dir):
     """The in-process rows (one batch of all samples), by id."""
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.run.batch import Evaluator
 
     import torch
 
@@ -190,7 +190,7 @@ def test_sharded_run_equals_in_process_run(cluster, model_dir, reference, tmp_pa
 def test_code_samples_are_scored_by_cpu_tasks(cluster, model_dir, tmp_path):
     import torch
 
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.run.batch import Evaluator
 
     cfg = run_cfg(model_dir, tmp_path / "code", n=3, bs=2, task="mbppplus", data=str(MBPP),
                   method="baseline")
@@ -317,7 +317,7 @@ def test_removed_node_loses_no_sample(cluster, model_dir, reference, tmp_path):
 
 
 def test_address_and_placement_checks_without_a_cluster():
-    from jobs.cluster import check_address, placeable
+    from jobs.placement import check_address, placeable
 
     with pytest.raises(ConfigError, match="dashboard .* GCS address, e.g. head:6379"):
         check_address("http://head:8265")

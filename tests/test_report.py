@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from latentmas_ray.commands.report import add_report_parser, run_report
-from latentmas_ray.config import MethodConfig, ModelConfig, RunConfig
+from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
 from latentmas_ray.errors import ConfigError, DataError
 from latentmas_ray.report import build_report, load_run, load_runs, paper
 from latentmas_ray.report.stats import bootstrap_mean_ci, mcnemar_exact, paired_compare
 from latentmas_ray.report.tables import to_markdown
-from latentmas_ray.store import RunStore, summarize
+from latentmas_ray.store.run_store import RunStore, summarize
 
 GOLDEN = Path(__file__).parent / "golden" / "report.md"
 ROLES = {"baseline": [("single", 100)],

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from latentmas_ray.config import RunConfig
+from latentmas_ray.spec.config import RunConfig
 from latentmas_ray.errors import ConfigError
-from latentmas_ray.store import RunStore, summarize
+from latentmas_ray.store.run_store import RunStore, summarize
 
 
 def _row(i, correct=True, tokens=10):
@@ -58,7 +58,7 @@ def test_non_run_folder_is_refused(tmp_path):
 
 def test_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
     import os
-    from latentmas_ray.atomic import atomic_write_text
+    from latentmas_ray.store.atomic import atomic_write_text
     old = os.umask(0o022)
     try:
         atomic_write_text(tmp_path / "x.json", "{}")
@@ -84,7 +84,7 @@ def test_parts_written_before_a_column_existed_still_read(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from latentmas_ray.store import SCHEMA
+    from latentmas_ray.store.run_store import SCHEMA
 
     old_cfg = RunConfig(task="gsm8k").to_dict()
     del old_cfg["use_vllm"]

@@ -15,7 +15,7 @@ import re
 import pytest
 import torch
 
-from latentmas_ray.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig, VLLMConfig
+from latentmas_ray.spec.config import ExecutionConfig, MethodConfig, ModelConfig, RunConfig, VLLMConfig
 from latentmas_ray.errors import ConfigError
 
 FP32_CPU = ModelConfig(dtype="float32", device="cpu")
@@ -38,7 +38,7 @@ def _run_cfg(method: str, max_new: int = 24, **vllm) -> RunConfig:
 
 @pytest.fixture(scope="session")
 def smollm2_dir() -> str:
-    from latentmas_ray.models import embedded_model_dir
+    from latentmas_ray.spec.models import embedded_model_dir
     return str(embedded_model_dir())
 
 
@@ -61,7 +61,7 @@ def test_max_num_seqs_from_the_kv_budget(smollm2_dir):
 
 
 def test_prompt_that_cannot_fit_is_one_line_naming_the_sample(smollm2_dir, gsm8k):
-    from latentmas_ray.lengths import check_lengths
+    from latentmas_ray.run.lengths import check_lengths
 
     cfg = _run_cfg("baseline", max_new=4096, max_model_len=4096)
     with pytest.raises(ConfigError) as err:
@@ -139,7 +139,7 @@ def engine(smollm2_dir):
 
 def test_streamed_baseline_and_text_mas_equal_the_batch_forms(engine, gsm8k):
     from latentmas_ray.methods import get_method
-    from latentmas_ray.streaming import StreamEvaluator
+    from latentmas_ray.run.streaming import StreamEvaluator
 
     for method, few in (("baseline", gsm8k), ("text_mas", gsm8k[:3])):
         cfg = _run_cfg(method, max_new=24)
@@ -160,8 +160,8 @@ def test_streamed_baseline_and_text_mas_equal_the_batch_forms(engine, gsm8k):
 
 
 def test_stream_in_process_writes_every_sample_once(engine, gsm8k):
-    from latentmas_ray.evaluate import Evaluator
-    from latentmas_ray.streaming import stream_in_process
+    from latentmas_ray.run.batch import Evaluator
+    from latentmas_ray.run.streaming import stream_in_process
 
     cfg = _run_cfg("baseline", max_new=16)
     written: list[list[dict]] = []
@@ -189,7 +189,7 @@ def test_clipped_budget_is_recorded_in_the_row(engine, gsm8k):
     """A prompt that fits but not with max_new_tokens: with --vllm_clip_max_new_tokens the
     request's budget is cut to what fits and the row says so."""
     from latentmas_ray.engines.vllm import VLLMEngine
-    from latentmas_ray.evaluate import result_row
+    from latentmas_ray.run.batch import result_row
     from latentmas_ray.methods import baseline
 
     cfg = _run_cfg("baseline", max_new=1000, clip_max_new_tokens=True)
@@ -208,7 +208,7 @@ def test_clipped_budget_is_recorded_in_the_row(engine, gsm8k):
 def test_streamed_hybrid_judger_equals_judge_phase(engine, smollm2_dir, gsm8k):
     from latentmas_ray.engines.hf import HFEngine
     from latentmas_ray.methods import hybrid
-    from latentmas_ray.streaming import StreamEvaluator
+    from latentmas_ray.run.streaming import StreamEvaluator
 
     cfg = _run_cfg("latent_mas", max_new=16)
     hf = HFEngine.load(FP32_CPU, smollm2_dir)
@@ -220,8 +220,8 @@ def test_streamed_hybrid_judger_equals_judge_phase(engine, smollm2_dir, gsm8k):
         assert b.hops[0].bytes == a.hops[0].bytes == stats.shipped_bytes
         assert b.hops[0].ms == pytest.approx(1.0)
     # in process: HF latent batches in a worker thread, each judger streamed as it exists
-    from latentmas_ray.engines.hybrid import HybridEngine
-    from latentmas_ray.streaming import stream_in_process
+    from latentmas_ray.engines.hf_vllm_pair import HybridEngine
+    from latentmas_ray.run.streaming import stream_in_process
 
     cfg = dataclasses.replace(cfg, generate_bs=2)
     written: list[list[dict]] = []

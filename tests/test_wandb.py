@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from latentmas_ray.cli import main
-from latentmas_ray.flags import build_run_config
+from latentmas_ray.spec.flags import build_run_config
 from latentmas_ray.cli import build_parser
-from latentmas_ray.store import RunStore, run_id
+from latentmas_ray.store.run_store import RunStore, run_id
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402

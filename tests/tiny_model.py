@@ -99,7 +99,7 @@ def build_tiny_model_dir() -> str:
 
 
 def load_tiny_engine():
-    from latentmas_ray.config import ModelConfig
+    from latentmas_ray.spec.config import ModelConfig
     from latentmas_ray.engines.hf import HFEngine
 
     return HFEngine.load(ModelConfig(dtype="float32", device="cpu"), build_tiny_model_dir())

@@ -30,7 +30,7 @@ _DESCRIPTION = ("The main job: baseline, TextMAS and LatentMAS on the same quest
 
 
 def add_demo_parser(sub) -> argparse.ArgumentParser:
-    from ..flags import add_run_arguments
+    from latentmas_ray.spec.flags import add_run_arguments
 
     p = sub.add_parser("demo", help="the main job: three methods on the same questions, compared",
                        description=_DESCRIPTION)
@@ -40,7 +40,7 @@ def add_demo_parser(sub) -> argparse.ArgumentParser:
 
 def demo_configs(args: argparse.Namespace):
     """The three runs' RunConfigs: the demo's defaults, then the flags given; output per method."""
-    from ..flags import build_run_config, spec_flags
+    from latentmas_ray.spec.flags import build_run_config, spec_flags
 
     given = {k: v for k, v in vars(args).items() if k in spec_flags()}
     folder = Path(given.pop("output", None) or DEFAULT_OUTPUT)

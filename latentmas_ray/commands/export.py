@@ -1,5 +1,5 @@
 """`latentmas-ray export RUN_DIR --to DIR [--format datasets|jsonl]`: a run's samples as a
-Hugging Face dataset or as lm-evaluation-harness `--log_samples` JSONL (latentmas_ray/export.py).
+Hugging Face dataset or as lm-evaluation-harness `--log_samples` JSONL (latentmas_ray/report/export.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def add_export_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_export(args: argparse.Namespace, console) -> int:
-    from ..export import export_run
+    from latentmas_ray.report.export import export_run
 
     out = export_run(args.run, args.to, args.format, overwrite=args.overwrite,
                      push_to_hub=args.push_to_hub)

@@ -37,10 +37,10 @@ def inspect_run(run_dir: str | Path, engine=None, *, samples: list[str] | None =
                 top: int = 5, output: str | Path | None = None, plots: bool = True) -> dict:
     """Write inspect.md (+ latent_drift.png) for a run; returns {"markdown", "files", "steps"}.
     engine: an HFEngine already loaded (tests); default: the run's model."""
-    from ..atomic import atomic_write_text
+    from latentmas_ray.store.atomic import atomic_write_text
     from ..report.latents import (LatentLens, curves_markdown, drift_curves, steps_markdown,
                                   write_drift_png)
-    from ..store import RunStore
+    from latentmas_ray.store.run_store import RunStore
 
     store = RunStore(run_dir)
     run_cfg = store.config()["run"]
@@ -54,9 +54,9 @@ def inspect_run(run_dir: str | Path, engine=None, *, samples: list[str] | None =
     if missing:
         raise ConfigError(f"no saved latents for sample(s) {', '.join(missing)} in {run_dir}")
     if engine is None:
-        from ..config import ModelConfig, from_dict
+        from latentmas_ray.spec.config import ModelConfig, from_dict
         from ..engines.hf import HFEngine
-        from ..models import resolve_model
+        from latentmas_ray.spec.models import resolve_model
 
         model_cfg = from_dict(ModelConfig, run_cfg.get("model", {}))
         engine = HFEngine.load(model_cfg, str(resolve_model(model_cfg.name_or_path)))

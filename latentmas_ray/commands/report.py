@@ -50,7 +50,7 @@ def write_report(folders, output, console, *, resamples: int = 10_000, seed: int
                  plots: bool = True, brief: bool = False) -> int:
     """report.md and the plots of the runs in `folders` into `output` (None: the default
     place); prints the tables and the path of every file written."""
-    from ..atomic import atomic_write_text
+    from latentmas_ray.store.atomic import atomic_write_text
     from ..report import build_report, load_runs
     from ..report.tables import print_rich, to_markdown
 

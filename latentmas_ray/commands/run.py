@@ -1,6 +1,6 @@
 """`latentmas-ray run`: evaluate one method on one task, in process or on Ray (--ray).
 
-The flags are built from the run specification (latentmas_ray/flags.py); the run itself is
+The flags are built from the run specification (latentmas_ray/spec/flags.py); the run itself is
 jobs/evaluate.py's `evaluate`, the same code `ray job submit ... -- python -m jobs.evaluate`
 runs, so both take the same flags and write the same run folder.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..flags import add_run_arguments, build_run_config
+from latentmas_ray.spec.flags import add_run_arguments, build_run_config
 
 
 def add_run_parser(sub) -> None:

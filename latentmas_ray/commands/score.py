@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from ..atomic import atomic_open
+from latentmas_ray.store.atomic import atomic_open
 from ..errors import DataError
-from ..progress import progress_bar
+from latentmas_ray.run.progress import progress_bar
 from ..tasks.files import BadRow, SkippedRow, field, parse_each, read_rows
 from ..tasks.registry import load_task
 from ..tasks.scoring import score_samples

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import ModelConfig
+from latentmas_ray.spec.config import ModelConfig
 from ..errors import ConfigError
 from ..latent.cache import BatchKV
 from ..latent.realign import Realigner, realigner_for_model

@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..config import ModelConfig, VLLMConfig
+from latentmas_ray.spec.config import ModelConfig, VLLMConfig
 from ..errors import ConfigError
 from .text import SamplingParams, TextSide, resolve_dtype
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..config import VLLMConfig
+from latentmas_ray.spec.config import VLLMConfig
 from ..errors import ConfigError
 
 # vLLM's own ceiling on a GPU (its default max_num_seqs); a derived value never exceeds it

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from ..engines.hybrid import HybridEngine
+from latentmas_ray.engines.hf_vllm_pair import HybridEngine
 from ..engines.vllm import call_seeds
 from ..prompts import team_for
 from .latent_inputs import LatentRecorder, agent_input_embeds, prompt_embeds

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..seeding import completion_generator
+from latentmas_ray.spec.seeding import completion_generator
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Role prompts: method x topology x role x task kind.
 
-The agents of a run are data (latentmas_ray/agents.py): the two built-in topologies are the
+The agents of a run are data (latentmas_ray/spec/agents.py): the two built-in topologies are the
 agents files topologies/sequential.yaml and topologies/hierarchical.yaml, and `--agents FILE`
 gives any other ordered list of agents (`team_for`). The last agent answers.
 
@@ -21,7 +21,7 @@ import functools
 import json
 from pathlib import Path
 
-from ..agents import Agent, Team, load_agents_file, parse_agents
+from latentmas_ray.spec.agents import Agent, Team, load_agents_file, parse_agents
 from ..errors import ConfigError
 
 SYSTEM = "You are a careful assistant that works with other agents to solve problems."

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from ..passk import completion_scores
+from latentmas_ray.store.passk import completion_scores
 from . import paper
 from .load import Run, load_run, load_runs
 from .stats import LEVEL, RESAMPLES, SEED, Paired, bootstrap_mean_ci, paired_compare

@@ -100,7 +100,7 @@ def write_drift_png(curves: dict[str, dict[str, list[float]]], path: str | Path)
     agent."""
     from matplotlib.figure import Figure
 
-    from ..atomic import atomic_open
+    from latentmas_ray.store.atomic import atomic_open
 
     fig = Figure(figsize=(11, 3.6), dpi=100)
     panels = (("hidden_norm", "|h| (final hidden state)"),

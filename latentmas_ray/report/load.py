@@ -93,7 +93,7 @@ def _read_json(path: Path, what: str) -> dict:
 
 def load_run(folder: str | Path) -> Run:
     """Read one run folder; DataError if it is not a run or has no finished sample yet."""
-    from ..store import RunStore
+    from latentmas_ray.store.run_store import RunStore
 
     path = Path(folder)
     if not path.is_dir():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_open
+from latentmas_ray.store.atomic import atomic_open
 from . import Report
 from .tables import ROLE_ORDER
 

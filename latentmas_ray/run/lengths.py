@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .config import RunConfig
-from .engines.text import TextSide
-from .errors import ConfigError
-from .prompts import agent_messages, build_messages, team_for
+from latentmas_ray.spec.config import RunConfig
+from latentmas_ray.engines.text import TextSide
+from latentmas_ray.errors import ConfigError
+from latentmas_ray.prompts import agent_messages, build_messages, team_for
 
 
 class Tokenizer(TextSide):
@@ -42,7 +42,7 @@ def prompt_lengths(cfg: RunConfig, samples: Sequence, tok, prompts: dict[str, st
         return {s.id: max(len(tok.tokenize(tok.render(agent_messages(
             "text_mas", team, a, s.kind, s.question, "", prompts)))) for a in team.agents)
             for s in samples}
-    from .methods.latent_mas import judger_uses_memory, role_prompt_ids
+    from latentmas_ray.methods.latent_mas import judger_uses_memory, role_prompt_ids
 
     total = {s.id: 0 for s in samples}
     answerer = team.answerer.role

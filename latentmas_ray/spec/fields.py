@@ -1,5 +1,5 @@
 """How a run-spec field declares itself: `flag(...)` metadata makes it a command-line flag
-(latentmas_ray/flags.py builds the parser from it); `check` raises the one-line ConfigError
+(latentmas_ray/spec/flags.py builds the parser from it); `check` raises the one-line ConfigError
 that every config dataclass's __post_init__ uses."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .errors import ConfigError
+from latentmas_ray.errors import ConfigError
 
 
 def flag(help: str, *, name: str | None = None, negate: bool = False) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Sequence
 
-from .config import RunConfig
-from .evaluate import score_rows
+from latentmas_ray.spec.config import RunConfig
+from latentmas_ray.run.batch import score_rows
 
 # requests outstanding per max_num_seqs slot: 2 keeps vLLM's waiting queue non-empty, so a
 # slot that frees is refilled at the next engine step
@@ -34,7 +34,7 @@ WINDOW_PER_SLOT = 2
 
 class StreamEvaluator:
     def __init__(self, cfg: RunConfig, engine, prompts: dict[str, str] | None = None):
-        from .methods import baseline, text_mas
+        from latentmas_ray.methods import baseline, text_mas
 
         kind = cfg.engine_kind
         assert kind in ("vllm", "hybrid"), f"streaming runs on vLLM, not {kind!r}"
@@ -63,7 +63,7 @@ class StreamEvaluator:
     async def generate_batch(self, samples: Sequence) -> list:
         """A batch's SampleResults (sample-major, K per sample)."""
         if self.k > 1:
-            from .methods import get_method
+            from latentmas_ray.methods import get_method
             return get_method(self.cfg.method.method)(self.vllm, list(samples), self.cfg.method,
                                                       self.cfg.seed, prompts=self.prompts)
         return list(await asyncio.gather(*(self.generate(s) for s in samples)))
@@ -75,7 +75,7 @@ class StreamEvaluator:
 
     async def judge(self, batch, transfer_ms: float = 0.0) -> list[tuple[Any, Any]]:
         """Every judger of a LatentBatch submitted at once -> (SampleResult, HybridStats) each."""
-        from .methods.hybrid import judge_phase, judge_sample
+        from latentmas_ray.methods.hybrid import judge_phase, judge_sample
 
         if self.k > 1:
             stats: dict = {}
@@ -148,7 +148,7 @@ async def stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
                 take(await window.drain(until_below=window.size))
                 window.add(one(s))
         else:       # the hybrid: HF latent batches in a worker thread, judgers streamed
-            from .methods.hybrid import judge_sample, latent_phase
+            from latentmas_ray.methods.hybrid import judge_sample, latent_phase
             for i in range(0, len(pending), cfg.generate_bs):
                 take(await window.drain(until_below=window.size))
                 batch = await asyncio.to_thread(latent_phase, ev.hf, pending[i:i + cfg.generate_bs],

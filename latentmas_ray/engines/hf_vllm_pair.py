@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from ..config import ModelConfig, VLLMConfig
-from ..errors import ConfigError
-from .hf import HFEngine
-from .vllm import VLLMEngine, require_vllm
-from .vllm_start import shared_gpu_utilization
+from latentmas_ray.spec.config import ModelConfig, VLLMConfig
+from latentmas_ray.errors import ConfigError
+from latentmas_ray.engines.hf import HFEngine
+from latentmas_ray.engines.vllm import VLLMEngine, require_vllm
+from latentmas_ray.engines.vllm_start import shared_gpu_utilization
 
 
 class HybridEngine:

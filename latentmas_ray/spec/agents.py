@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from latentmas_ray.errors import ConfigError
 
 KEYS = ("role", "name", "prompt", "system", "model")
 PROMPT_METHODS = ("latent_mas", "text_mas")

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from latentmas_ray.errors import ConfigError
 
 FORMATS = ("datasets", "jsonl")
 DATASETS_EXTRA = "pip install latentmas-ray[datasets]"
@@ -41,7 +41,7 @@ def export_run(run_dir: str | Path, to: str | Path, fmt: str = "datasets", *,
     """Write the run's samples to `to` in `fmt`; returns `to`. Bad input is one ConfigError or
     DataError each: not a run folder, a target that exists and is not empty (without
     `overwrite`), a missing `datasets` package."""
-    from .report.load import load_run
+    from latentmas_ray.report.load import load_run
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; use datasets or jsonl")
@@ -95,7 +95,7 @@ def as_dataset(datasets, rows: list[dict[str, Any]], record: dict[str, Any],
     """A datasets.Dataset of the store's rows with their arrow types (samples.parquet's schema)."""
     import pyarrow as pa
 
-    from .store import SCHEMA
+    from latentmas_ray.store.run_store import SCHEMA
 
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     description = json.dumps({"latentmas_ray": {"config": record, "summary": summary}},
@@ -107,7 +107,7 @@ def as_dataset(datasets, rows: list[dict[str, Any]], record: dict[str, Any],
 
 def metric_name(task: str) -> str:
     """lm-eval's name for a task's per-sample score: pass@1 for code, exact_match otherwise."""
-    from .tasks.registry import get_task
+    from latentmas_ray.tasks.registry import get_task
 
     return "pass@1" if get_task(task).kind == "code" else "exact_match"
 

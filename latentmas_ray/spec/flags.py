@@ -1,4 +1,4 @@
-"""The run flags, built from the run specification (latentmas_ray/config.py).
+"""The run flags, built from the run specification (latentmas_ray/spec/config.py).
 
 Every config field with `flag(...)` metadata becomes `--<flag>` and its dashed twin
 (`--max_new_tokens` / `--max-new-tokens`); its type, choices and help come from the field, so
@@ -17,8 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, from_dict, sections
-from .errors import ConfigError
+from latentmas_ray.spec.config import RunConfig, from_dict, sections
+from latentmas_ray.errors import ConfigError
 
 Path_ = tuple[str, ...]          # a field's place in RunConfig, e.g. ("execution", "vllm", "gpu_share")
 

@@ -1,5 +1,5 @@
 """A run in this process: the pending samples batch by batch through one Evaluator, or on
-vLLM streamed through its async engine (latentmas_ray/streaming.py: enough samples in flight
+vLLM streamed through its async engine (latentmas_ray/run/streaming.py: enough samples in flight
 to keep it full, no batch barriers).
 
 What `latentmas-ray run` does without `--ray` (the Ray driver is jobs/driver.py). Each finished
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import time
 
-from .config import RunConfig
-from .evaluate import Evaluator
-from .observe import RunObserver
-from .progress import progress_bar
+from latentmas_ray.spec.config import RunConfig
+from latentmas_ray.run.batch import Evaluator
+from latentmas_ray.run.observe import RunObserver
+from latentmas_ray.run.progress import progress_bar
 
 
 def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
                    n_done: int = 0, observer: RunObserver | None = None) -> float:
     """Evaluate `pending` (Samples) and append their rows to `store`; returns the loop's wall
     seconds (model loading excluded). n_done: samples earlier sessions finished (for the
-    running accuracy); observer: hears each finished batch (latentmas_ray/observe.py)."""
+    running accuracy); observer: hears each finished batch (latentmas_ray/run/observe.py)."""
     if not pending:
         return 0.0
     if cfg.execution.torch_threads:
@@ -47,7 +47,7 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
                 for i in range(0, len(pending), cfg.generate_bs):
                     write(evaluator.run(pending[i:i + cfg.generate_bs]))
             else:
-                from .streaming import stream_in_process
+                from latentmas_ray.run.streaming import stream_in_process
                 stream_in_process(cfg, evaluator.engine, pending, prompts, write)
     finally:
         close = getattr(evaluator.engine, "close", None)

@@ -14,7 +14,7 @@ bad value fails with one ConfigError before anything starts. Facts derived from 
 are properties (`RunConfig.engine_kind`, `ExecutionConfig.disaggregated`), never recomputed at
 call sites. `RunConfig.to_dict()` is what config.json holds, execution included:
 `latentmas-ray run --config DIR/config.json` reruns a run exactly. The command line is built
-from these fields (latentmas_ray/flags.py): a field's `flag(...)` metadata is its help text and
+from these fields (latentmas_ray/spec/flags.py): a field's `flag(...)` metadata is its help text and
 its flag name when that differs from the field's (the reference's names: `--model_name`).
 """
 
@@ -24,11 +24,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .agents import resolve_agents
-from .errors import ConfigError
-from .execution import ExecutionConfig, VLLMConfig
-from .fields import check as _check
-from .fields import flag, from_dict, sections
+from latentmas_ray.spec.agents import resolve_agents
+from latentmas_ray.errors import ConfigError
+from latentmas_ray.spec.execution import ExecutionConfig, VLLMConfig
+from latentmas_ray.spec.fields import check as _check
+from latentmas_ray.spec.fields import flag, from_dict, sections
 
 __all__ = ["ExecutionConfig", "MethodConfig", "ModelConfig", "RunConfig", "VLLMConfig", "flag",
            "from_dict", "sections"]

@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import atomic_open, atomic_write_text
-from .errors import ConfigError, DataError
-from .schema import SCHEMA, columns_in, conform, conform_column
-from .summary import COMPLETION_COLUMNS, Totals, completion_scores, summarize
+from latentmas_ray.store.atomic import atomic_open, atomic_write_text
+from latentmas_ray.errors import ConfigError, DataError
+from latentmas_ray.store.schema import SCHEMA, columns_in, conform, conform_column
+from latentmas_ray.store.summary import COMPLETION_COLUMNS, Totals, completion_scores, summarize
 
 __all__ = ["RunStore", "SCHEMA", "comparable_config", "run_id", "summarize"]
 

@@ -8,8 +8,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .fields import check as _check
-from .fields import flag, from_dict
+from latentmas_ray.spec.fields import check as _check
+from latentmas_ray.spec.fields import flag, from_dict
 
 PLACEMENTS = ("colocated", "disaggregated")
 HOP_PAYLOADS = ("kv", "embeds", "auto")
@@ -135,7 +135,7 @@ class ExecutionConfig:
     save_latents: bool = field(default=False, metadata=flag(
         "LatentMAS: also save every latent step's hidden state and fed vector, a side file per "
         "part (parts/latents-*.pt) for `latentmas-ray inspect RUN_DIR`"))
-    # Weights & Biases (latentmas_ray/observe.py): the process that runs the loop logs, in
+    # Weights & Biases (latentmas_ray/run/observe.py): the process that runs the loop logs, in
     # process or the Ray driver, never an actor. How a run is watched, not what it computes.
     wandb: str | None = field(default=None, metadata=flag(
         "log the run to this Weights & Biases project: config, running accuracy, samples/s and "

@@ -1,6 +1,6 @@
 """summary.json's figures, computed with Arrow over tables of store rows (a part, a batch of
 samples.parquet): memory a few numbers per agent role and hop kind, whatever the run's size.
-K completions per question add pass@k and maj@k (latentmas_ray/passk.py)."""
+K completions per question add pass@k and maj@k (latentmas_ray/store/passk.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .passk import completion_scores
-from .schema import conform_column
+from latentmas_ray.store.passk import completion_scores
+from latentmas_ray.store.schema import conform_column
 
 # what pass@k / maj@k read of each row (a few small columns, never the traces)
 COMPLETION_COLUMNS = ("id", "sample_index", "correct", "extracted", "error")

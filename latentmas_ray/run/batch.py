@@ -11,9 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import RunConfig
-from .tasks.base import Sample
-from .tasks.scoring import score_samples
+from latentmas_ray.spec.config import RunConfig
+from latentmas_ray.tasks.base import Sample
+from latentmas_ray.tasks.scoring import score_samples
 
 
 class Evaluator:
@@ -21,9 +21,9 @@ class Evaluator:
                  engine=None, method: Callable | None = None):
         """An HF engine and cfg's method unless `engine` / `method` are given. Per-agent
         checkpoints (--agents ... model:) are checked, then each loaded once (`engines`)."""
-        from .engines.hf import HFEngine
-        from .methods import get_method
-        from .models import check_agent_models
+        from latentmas_ray.engines.hf import HFEngine
+        from latentmas_ray.methods import get_method
+        from latentmas_ray.spec.models import check_agent_models
 
         self.cfg = cfg
         self.prompts = prompts or {}
@@ -42,16 +42,16 @@ class Evaluator:
         kind = cfg.engine_kind
         if kind == "hf":
             return cls(cfg, model_path, prompts, engine)
-        from .engines.vllm import require_vllm
+        from latentmas_ray.engines.vllm import require_vllm
 
         require_vllm()          # one message naming what to install, before any loading
         if kind == "hybrid":
-            from .engines.hybrid import HybridEngine
-            from .methods.hybrid import run_batch
+            from latentmas_ray.engines.hf_vllm_pair import HybridEngine
+            from latentmas_ray.methods.hybrid import run_batch
             engine = engine or HybridEngine.load(cfg.model, str(model_path), cfg.execution.vllm,
                                                  seq_tokens=typical_seq_tokens(cfg))
             return cls(cfg, model_path, prompts, engine, run_batch)
-        from .engines.vllm import VLLMEngine
+        from latentmas_ray.engines.vllm import VLLMEngine
         engine = engine or VLLMEngine.load(cfg.model, str(model_path), cfg.execution.vllm,
                                            prompt_embeds=False, seq_tokens=typical_seq_tokens(cfg))
         return cls(cfg, model_path, prompts, engine)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .errors import ConfigError
+from latentmas_ray.spec.config import RunConfig
+from latentmas_ray.errors import ConfigError
 
 WANDB_EXTRA = "pip install latentmas-ray[wandb]"
 # The per-sample table: what a reader scans to see which samples went wrong and at what cost
