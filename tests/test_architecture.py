@@ -1,6 +1,7 @@
 """The shape of the code, kept true by tests: layers one way down (the import-linter contracts
 in .importlinter), no import cycle (imports inside functions count), no module importing
-another's private names, and no source file over 400 lines."""
+another's private names, no source file over 400 lines, no function over 80 lines outside bench/,
+and a README whose map names every package and module of the core before any benchmark table."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("latentmas_ray", "actors", "jobs")
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 80   # decorators, signature, docstring and body; bench/ scripts are exempt
 
 
 # ----- the checks (plain functions, so the tests below can show they catch a planted fault) ---
@@ -135,6 +137,20 @@ def long_files(root: Path, folders=PACKAGES + ("bench", "cluster", "scripts")) -
             if (n := len(f.read_text().splitlines())) > MAX_LINES]
 
 
+def long_functions(root: Path, folders=PACKAGES + ("cluster", "scripts", "tests")) -> list[str]:
+    """Every function or method (nested ones too) longer than MAX_FUNCTION_LINES, counted from
+    its first decorator to its last line."""
+    found = []
+    for folder in folders:
+        for f in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text(), str(f))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                    if (n := node.end_lineno - start + 1) > MAX_FUNCTION_LINES:
+                        found.append(f"{f.relative_to(root)}:{start}: {node.name} is {n} lines")
+    return found
+
+
 # ----- the project ----------------------------------------------------------------------------
 
 def test_import_contracts_hold():
@@ -172,6 +188,10 @@ def test_no_source_file_over_400_lines():
     assert long_files(REPO) == []
 
 
+def test_no_function_over_80_lines_outside_bench():
+    assert long_functions(REPO) == []
+
+
 # ----- the checks catch what they are for -------------------------------------------------------
 
 def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -194,3 +214,22 @@ def test_checks_find_a_planted_cycle_and_private_import(tmp_path):
     assert any("c._other" in f for f in found)
     (root / "jobs" / "d.py").write_text("x = 1\n" * (MAX_LINES + 1))
     assert long_files(root, ("jobs",)) == [f"jobs/d.py: {MAX_LINES + 1} lines"]
+
+
+def test_function_check_finds_a_planted_long_function(tmp_path):
+    def lines(n: int, indent: str) -> str:
+        return "".join(f"{indent}x{i} = {i}\n" for i in range(n))
+
+    limit = MAX_FUNCTION_LINES
+    root = _plant(tmp_path, {
+        # a decorated method: decorator + def + limit - 1 lines = one over
+        "jobs/a.py": "class A:\n    @staticmethod\n    def long():\n" + lines(limit - 1, " " * 8),
+        "jobs/b.py": "def fits():\n" + lines(limit - 1, "    "),          # exactly the limit
+        # an async function nested in another: both are counted
+        "actors/c.py": "def outer():\n    async def inner():\n" + lines(limit, " " * 8)
+                       + "    return inner\n",
+        "bench/d.py": "def exempt():\n" + lines(2 * limit, "    "),
+    })
+    assert long_functions(root) == [f"actors/c.py:1: outer is {limit + 3} lines",
+                                    f"actors/c.py:2: inner is {limit + 1} lines",
+                                    f"jobs/a.py:2: long is {limit + 1} lines"]
