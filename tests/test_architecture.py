@@ -151,6 +151,45 @@ def long_functions(root: Path, folders=PACKAGES + ("cluster", "scripts", "tests"
     return found
 
 
+MAP_HEADING = "## The map"
+MAP_WITHIN_LINES = 60      # the map starts within the README's first screen or two
+
+
+def map_gaps(root: Path) -> list[str]:
+    """What README.md's map leaves out: every package of the core (latentmas_ray/, its
+    subpackages) and every top-level module needs a table row whose first cell is its path,
+    and each package's row names each of its modules in backticks. The map starts within the
+    first MAP_WITHIN_LINES lines, and no table (markdown or a printed box) comes before it."""
+    lines = (root / "README.md").read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(MAP_HEADING)), None)
+    if start is None:
+        return [f"README.md has no {MAP_HEADING!r} section"]
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    gaps = [f"README.md:{i + 1}: a table before the map" for i in range(start)
+            if lines[i].lstrip().startswith("|") or "┏" in lines[i] or "┌" in lines[i]]
+    if start >= MAP_WITHIN_LINES:
+        gaps.append(f"README.md:{start + 1}: the map starts after line {MAP_WITHIN_LINES}")
+    rows = {}                                      # first cell's path -> the whole row
+    for line in lines[start:end]:
+        if line.startswith("| `"):
+            rows[line.split("`")[1]] = line
+    core = root / "latentmas_ray"
+    for init in sorted(core.rglob("__init__.py")):
+        pkg = init.parent
+        path = pkg.relative_to(root).as_posix()
+        if pkg == core:                            # the top level: its modules have rows of their own
+            gaps += [f"{path}/{f.name} has no row in the map" for f in sorted(pkg.glob("*.py"))
+                     if f.stem != "__init__" and f"{path}/{f.name}" not in rows]
+            continue
+        row = rows.get(f"{path}/")
+        if row is None:
+            gaps.append(f"{path}/ has no row in the map")
+            continue
+        gaps += [f"{path}/{f.name} is not named in its package's row" for f in sorted(pkg.glob("*.py"))
+                 if f.stem != "__init__" and f"`{f.stem}`" not in row]
+    return gaps
+
+
 # ----- the project ----------------------------------------------------------------------------
 
 def test_import_contracts_hold():
@@ -190,6 +229,11 @@ def test_no_source_file_over_400_lines():
 
 def test_no_function_over_80_lines_outside_bench():
     assert long_functions(REPO) == []
+
+
+def test_readme_map_names_every_core_package_and_module_before_any_table():
+    assert map_gaps(REPO) == []
+    assert "(docs/benchmarks.md)" in (REPO / "README.md").read_text()   # the figures, linked
 
 
 # ----- the checks catch what they are for -------------------------------------------------------
@@ -233,3 +277,30 @@ def test_function_check_finds_a_planted_long_function(tmp_path):
     assert long_functions(root) == [f"actors/c.py:1: outer is {limit + 3} lines",
                                     f"actors/c.py:2: inner is {limit + 1} lines",
                                     f"jobs/a.py:2: long is {limit + 1} lines"]
+
+
+def test_map_check_finds_what_the_map_leaves_out(tmp_path):
+    root = _plant(tmp_path, {
+        "latentmas_ray/__init__.py": "", "latentmas_ray/cli.py": "", "latentmas_ray/errors.py": "",
+        "latentmas_ray/run/__init__.py": "", "latentmas_ray/run/batch.py": "",
+        "latentmas_ray/run/lengths.py": "", "latentmas_ray/run/deep/__init__.py": "",
+    })
+    good = ["# x", "", "## The map", "", "| package | modules |", "|---|---|",
+            "| `latentmas_ray/cli.py` | the command line |", "| `latentmas_ray/errors.py` | errors |",
+            "| `latentmas_ray/run/` | `batch`, `lengths` |", "| `latentmas_ray/run/deep/` | none |",
+            "", "## Benchmarks", "| a | b |"]
+    readme = root / "README.md"
+    readme.write_text("\n".join(good))
+    assert map_gaps(root) == []
+    readme.write_text("\n".join(good).replace("`lengths`", "lengths"))
+    assert map_gaps(root) == ["latentmas_ray/run/lengths.py is not named in its package's row"]
+    readme.write_text("\n".join(good).replace("| `latentmas_ray/errors.py` | errors |\n", ""))
+    assert map_gaps(root) == ["latentmas_ray/errors.py has no row in the map"]
+    (root / "latentmas_ray" / "store").mkdir()
+    (root / "latentmas_ray" / "store" / "__init__.py").write_text("")
+    readme.write_text("\n".join(["| a | b |"] + good))
+    assert map_gaps(root) == ["README.md:1: a table before the map",
+                              "latentmas_ray/store/ has no row in the map"]
+    readme.write_text("\n".join([""] * MAP_WITHIN_LINES + good))
+    assert map_gaps(root) == [f"README.md:{MAP_WITHIN_LINES + 3}: the map starts after line "
+                              f"{MAP_WITHIN_LINES}", "latentmas_ray/store/ has no row in the map"]
