@@ -9,6 +9,10 @@ named test_full_* (most in tests/test_full_datasets.py) and carry the `full_data
   with a closing line saying how many and why.
 - Under CI (CI=true) they always run, and a missing file fails them. Also under CI any test
   skipped because a file is missing counts as a failure.
+
+Markers (setup.cfg): `ray`, `vllm`, `slow`, `cuda`, and `full_data` above; the fast core
+subset is `pytest -m "not ray and not vllm and not slow"`. A test that starts Ray in this
+process without the `ray` marker fails, so the subset cannot quietly start a cluster.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ _MISSING_FILE = re.compile(
     r"|\b(?:not found|does not exist|missing|absent)\b.{0,80}?\b(?:file|folder|directory|path)s?\b"
     r"|no such file|shared/datasets", re.I | re.S)
 _FULL_DESELECTED = pytest.StashKey[int]()   # how many full-data tests were deselected
+_RAY_BEFORE = pytest.StashKey[bool]()        # Ray was up in this process before the test's setup
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +87,31 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("full_data")]
         config.stash[_FULL_DESELECTED] = len(full)
 
+
+
+def _ray_is_up() -> bool:
+    """Ray initialised in this process. Never imports Ray: a test that did not import it did
+    not start it, and importing it here would cost every test run a second."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    item.stash[_RAY_BEFORE] = _ray_is_up()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test that starts Ray in this process (in a fixture or in its body) must carry the
+    `ray` marker, or `-m "not ray"` would not keep Ray out of the fast subset."""
+    result = yield
+    if (not item.get_closest_marker("ray") and not item.stash.get(_RAY_BEFORE, True)
+            and _ray_is_up()):
+        pytest.fail("this test starts Ray: mark it @pytest.mark.ray (setup.cfg's markers)",
+                    pytrace=False)
+    return result
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -185,6 +185,7 @@ def part_ids(folder: Path) -> list[str]:
             for i in pq.read_table(f).column("id").to_pylist()]
 
 
+@pytest.mark.ray
 def test_killed_role_actor_loses_no_sample(cluster, tiny_model_dir, tmp_path):
     import ray
 
@@ -217,6 +218,7 @@ def test_killed_role_actor_loses_no_sample(cluster, tiny_model_dir, tmp_path):
     assert any(kind == "role_stats" for kind, _ in events) and "busy" in log
 
 
+@pytest.mark.ray
 def test_embeds_payload_on_the_cluster(cluster, tiny_model_dir, tmp_path):
     cfg = run_cfg(tiny_model_dir, tmp_path / "run", n=4, bs=2)
     want = reference_rows(run_cfg(tiny_model_dir, n=4, bs=4), tiny_model_dir,
@@ -229,6 +231,7 @@ def test_embeds_payload_on_the_cluster(cluster, tiny_model_dir, tmp_path):
         assert [h["payload"] for h in r["hops"]] == ["embeds"] * 3
 
 
+@pytest.mark.ray
 def test_smollm2_disaggregated_equals_colocated(cluster, tmp_path):
     from latentmas_ray.spec.models import embedded_model_dir
 
@@ -244,6 +247,7 @@ def test_smollm2_disaggregated_equals_colocated(cluster, tmp_path):
         assert r["hops"][2]["bytes"] > r["hops"][0]["bytes"] > 0    # the memory grows
 
 
+@pytest.mark.ray
 def test_the_agents_file_sets_the_role_actors(cluster, tiny_model_dir, tmp_path):
     """--agents with three agents (one on a second checkpoint): three role actors, each
     loading its own model, and rows equal to the colocated run's."""

@@ -71,6 +71,7 @@ def drive(tmp_path, make_factory, *, replicas=2, n=20, bs=2, on_event=None, **ex
     return store, events, log
 
 
+@pytest.mark.ray
 def test_config_error_in_an_actor_stops_the_run_without_retries(head_only, tmp_path):
     calls = tmp_path / "calls.txt"
     t0 = time.perf_counter()
@@ -85,6 +86,7 @@ def test_config_error_in_an_actor_stops_the_run_without_retries(head_only, tmp_p
     assert time.perf_counter() - t0 < 60
 
 
+@pytest.mark.ray
 def test_broken_replica_is_replaced_and_every_sample_is_correct(head_only, tmp_path):
     # 0.2 s per batch, 50 batches: long enough for the replacement to load and take work
     store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.2, broken={0}),
@@ -102,6 +104,7 @@ def test_broken_replica_is_replaced_and_every_sample_is_correct(head_only, tmp_p
     assert "gave up" not in log
 
 
+@pytest.mark.ray
 def test_run_waits_for_the_gpu_node_it_needs(head_only, tmp_path):
     """No GPU anywhere at the start; a GPU node joins 4 s later (its own `ray start` process,
     as an autoscaler's node would); the run waits for it, then runs on it."""
@@ -134,12 +137,14 @@ def test_run_waits_for_the_gpu_node_it_needs(head_only, tmp_path):
                for info in ev["replicas"].values())
 
 
+@pytest.mark.ray
 def test_nothing_placeable_fails_clearly_after_the_timeout(head_only, tmp_path):
     with pytest.raises(ConfigError, match=r"no replica could be placed .* within 3 s"):
         drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.02, gpus=1.0), replicas=1, n=4,
               autoscale=True, placement_timeout=3)
 
 
+@pytest.mark.ray
 def test_code_scoring_runs_only_where_the_scoring_resource_is(head_only, tmp_path):
     """Scoring tasks ask for one unit of --scoring_resource: with the resource nowhere, a
     scoring probe waits; the same probe lands on the node that declares it; and a code run on
@@ -160,6 +165,7 @@ def test_code_scoring_runs_only_where_the_scoring_resource_is(head_only, tmp_pat
         check_scoring("scoring_y", "here", autoscale=False)
 
 
+@pytest.mark.ray
 def test_progress_lines_without_a_terminal(head_only, tmp_path):
     store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.3), replicas=1,
                                n=12, bs=1)

@@ -10,6 +10,9 @@ import pytest
 
 from latentmas_ray.cli import main
 
+# SmolLM2 loaded (converted once per cache) and run through every method: ~90 s on 2 cores
+pytestmark = pytest.mark.slow
+
 ROLES = {"baseline": ["single"], "text_mas": ["planner", "critic", "refiner", "judger"],
          "latent_mas": ["planner", "critic", "refiner", "judger"]}
 

@@ -214,6 +214,7 @@ def compiled_graphs() -> int:
     return counters["stats"]["unique_graphs"]
 
 
+@pytest.mark.slow     # torch.compile's first graphs: 35-57 s on 2 cores
 def test_compiled_steps_compile_a_few_graphs_not_one_per_step(tiny_engine, compiled_engine):  # noqa: F811
     """The one-position forward is compiled with dynamic shapes: once a first batch size
     has been seen and replaced (dynamo then makes the batch symbolic too), decodes with other
@@ -245,6 +246,7 @@ def test_compiled_steps_compile_a_few_graphs_not_one_per_step(tiny_engine, compi
     torch.testing.assert_close(h_b, h_a, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow     # more compiled graphs: 7-11 s
 def test_compiled_steps_token_differences_on_the_parity_cases(tiny_engine, compiled_engine):  # noqa: F811
     """Fused kernels round differently: report how many greedy tokens differ from the exact
     path on the parity cases (the exact path stays the default)."""

@@ -105,6 +105,7 @@ def reference(model_dir):
 
 # ----- ray job submit to a head started by cluster/local_cluster.py -------------------------
 
+@pytest.mark.ray
 def test_ray_job_submit_to_a_local_head(model_dir, reference, tmp_path):
     if shutil.which("ray", path=os.path.dirname(sys.executable)) is None and shutil.which("ray") is None:
         pytest.skip("no `ray` command")
@@ -173,6 +174,7 @@ def drive(cfg: RunConfig, *, replicas: int = 2, gpus: float | None = 1, on_event
     return store, events, buf.getvalue(), wall
 
 
+@pytest.mark.ray
 def test_sharded_run_equals_in_process_run(cluster, model_dir, reference, tmp_path):
     cfg = run_cfg(model_dir, tmp_path / "run", n=8, bs=3)   # other batches than the reference
     store, events, log, wall = drive(cfg)
@@ -187,6 +189,7 @@ def test_sharded_run_equals_in_process_run(cluster, model_dir, reference, tmp_pa
     assert wall > 0 and "2 replica(s) of 1 GPU" in log
 
 
+@pytest.mark.ray
 def test_code_samples_are_scored_by_cpu_tasks(cluster, model_dir, tmp_path):
     import torch
 
@@ -207,6 +210,7 @@ def test_code_samples_are_scored_by_cpu_tasks(cluster, model_dir, tmp_path):
     assert batches and all(b["scored_by"] == "cpu_task" for b in batches)
 
 
+@pytest.mark.ray
 def test_killed_actor_loses_no_sample(cluster, model_dir, reference, tmp_path):
     killed = {}
 
@@ -226,6 +230,7 @@ def test_killed_actor_loses_no_sample(cluster, model_dir, reference, tmp_path):
         assert comparable(r) == reference[r["id"]]
 
 
+@pytest.mark.ray
 def test_killed_driver_resumes_without_recomputing(cluster, model_dir, reference, tmp_path):
     c, _ = cluster
     out = tmp_path / "run"
@@ -262,6 +267,7 @@ def test_killed_driver_resumes_without_recomputing(cluster, model_dir, reference
 
 # ----- bad input: one clear error each, before any sample runs ------------------------------
 
+@pytest.mark.ray
 def test_more_replicas_than_the_cluster_can_place(cluster, model_dir, tmp_path):
     cfg = run_cfg(model_dir, tmp_path / "run", n=4)
     with pytest.raises(ConfigError, match=r"cannot place 5 replicas of 1 CPU, 1 GPU each.*hold at most 3"):
@@ -271,6 +277,7 @@ def test_more_replicas_than_the_cluster_can_place(cluster, model_dir, tmp_path):
         pg["state"] == "REMOVED" for pg in ray.util.placement_group_table().values())
 
 
+@pytest.mark.slow     # a driver process that imports Ray and torch (~12 s here); Ray never starts
 def test_unreachable_address(model_dir, tmp_path):
     out = tmp_path / "run"
     t0 = time.perf_counter()
@@ -283,6 +290,7 @@ def test_unreachable_address(model_dir, tmp_path):
     assert time.perf_counter() - t0 < 60
 
 
+@pytest.mark.ray
 def test_gpu_request_on_a_cluster_without_gpus(model_dir, tmp_path):
     # No --address: the driver starts a local Ray in its own process; this machine has no GPU.
     out = tmp_path / "run"
@@ -295,6 +303,7 @@ def test_gpu_request_on_a_cluster_without_gpus(model_dir, tmp_path):
 
 
 # Last: it takes a worker node away from the shared cluster.
+@pytest.mark.ray
 def test_removed_node_loses_no_sample(cluster, model_dir, reference, tmp_path):
     c, workers = cluster
     removed = {}

@@ -137,6 +137,7 @@ def engine(smollm2_dir):
     e.close()
 
 
+@pytest.mark.vllm
 def test_streamed_baseline_and_text_mas_equal_the_batch_forms(engine, gsm8k):
     from latentmas_ray.methods import get_method
     from latentmas_ray.run.streaming import StreamEvaluator
@@ -159,6 +160,7 @@ def test_streamed_baseline_and_text_mas_equal_the_batch_forms(engine, gsm8k):
     assert occ["steps"] > 0 and 1 <= occ["max_running"] <= engine.max_num_seqs == 4
 
 
+@pytest.mark.vllm
 def test_stream_in_process_writes_every_sample_once(engine, gsm8k):
     from latentmas_ray.run.batch import Evaluator
     from latentmas_ray.run.streaming import stream_in_process
@@ -175,6 +177,7 @@ def test_stream_in_process_writes_every_sample_once(engine, gsm8k):
         assert rows[r["id"]]["max_new_tokens"] is None
 
 
+@pytest.mark.vllm
 def test_budget_is_clipped_only_when_asked(engine):
     assert engine.budget(100, 24) == 24
     with pytest.raises(ConfigError, match=r"of 1000 positions \+ max_new_tokens 100 = 1100 "
@@ -185,6 +188,7 @@ def test_budget_is_clipped_only_when_asked(engine):
         engine.budget(1024, 100, clip=True)                      # no room for one token
 
 
+@pytest.mark.vllm
 def test_clipped_budget_is_recorded_in_the_row(engine, gsm8k):
     """A prompt that fits but not with max_new_tokens: with --vllm_clip_max_new_tokens the
     request's budget is cut to what fits and the row says so."""
@@ -205,6 +209,7 @@ def test_clipped_budget_is_recorded_in_the_row(engine, gsm8k):
     assert result_row(gsm8k[0], res, score, "baseline")["max_new_tokens"] == 1024 - prompt
 
 
+@pytest.mark.vllm
 def test_streamed_hybrid_judger_equals_judge_phase(engine, smollm2_dir, gsm8k):
     from latentmas_ray.engines.hf import HFEngine
     from latentmas_ray.methods import hybrid

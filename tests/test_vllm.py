@@ -229,6 +229,7 @@ def test_judger_input_at_zero_steps_is_its_prompt_only(tiny_engine):
 
 
 # ----------------------------------------------------------------- parity on vLLM (greedy)
+@pytest.mark.vllm
 def test_baseline_on_vllm_equals_hf(hf_smollm2, vllm_engine, gsm8k):
     cfg = _cfg("baseline")
     run = get_method("baseline")
@@ -247,6 +248,7 @@ def test_baseline_on_vllm_equals_hf(hf_smollm2, vllm_engine, gsm8k):
         assert b.prediction == vllm_engine.decode(t.output_ids).strip()
 
 
+@pytest.mark.vllm
 def test_stop_token_is_kept_and_counted(hf_smollm2, vllm_engine):
     """Short answers: both engines stop on the same stop token, which is kept and counted."""
     prompts = [hf_smollm2.tokenize(hf_smollm2.render([{"role": "user", "content": q}]))
@@ -259,6 +261,7 @@ def test_stop_token_is_kept_and_counted(hf_smollm2, vllm_engine):
     assert all(len(o) < MAX_NEW and o[-1] in vllm_engine.stop_token_ids for o in v_out), v_out
 
 
+@pytest.mark.vllm
 def test_text_mas_on_vllm_equals_hf(hf_smollm2, vllm_engine, gsm8k):
     cfg, few = _cfg("text_mas"), gsm8k[:N_TEXT]
     run = get_method("text_mas")
@@ -285,6 +288,7 @@ def hybrid_runs(hf_smollm2, vllm_engine, gsm8k):
     return hf_res, hy_res, stats
 
 
+@pytest.mark.vllm
 def test_hybrid_judger_equals_hf_judger(hybrid_runs):
     hf_res, hy_res, _ = hybrid_runs
     equal, report = compare(hf_res, hy_res)
@@ -292,6 +296,7 @@ def test_hybrid_judger_equals_hf_judger(hybrid_runs):
     assert equal >= 0.95 * N_SAMPLES, text
 
 
+@pytest.mark.vllm
 def test_hybrid_accounting_and_bytes_shipped(hybrid_runs, hf_smollm2):
     hf_res, hy_res, stats = hybrid_runs
     d = hf_smollm2.hidden_size
@@ -307,6 +312,7 @@ def test_hybrid_accounting_and_bytes_shipped(hybrid_runs, hf_smollm2):
     print(f"\nhybrid: {mean_kb:.0f} KiB shipped per sample")
 
 
+@pytest.mark.vllm
 def test_hybrid_with_realignment(hf_smollm2, hybrid_engine, gsm8k):
     """m = 4 with the ridge realignment matrix, on 2 samples, 24 tokens."""
     cfg = _cfg("latent_mas", latent_space_realign=True, max_new_tokens=24)
@@ -319,6 +325,7 @@ def test_hybrid_with_realignment(hf_smollm2, hybrid_engine, gsm8k):
     assert equal >= len(few) - 1, report
 
 
+@pytest.mark.vllm
 def test_hybrid_zero_steps_quirk(hf_smollm2, hybrid_engine, gsm8k):
     cfg = _cfg("latent_mas", latent_steps=0, max_new_tokens=16)
     few = gsm8k[:2]
@@ -331,6 +338,7 @@ def test_hybrid_zero_steps_quirk(hf_smollm2, hybrid_engine, gsm8k):
 
 
 # ----------------------------------------------------------------- sampling
+@pytest.mark.vllm
 def test_sampling_is_seeded_per_sample(vllm_engine, gsm8k):
     cfg = _cfg("baseline", temperature=0.7, top_p=0.95, max_new_tokens=16)
     run = get_method("baseline")
@@ -345,12 +353,14 @@ def test_sampling_is_seeded_per_sample(vllm_engine, gsm8k):
     assert ids != [r.agents[0].output_ids for r in other]                    # the run seed matters
 
 
+@pytest.mark.vllm
 def test_prompt_too_long_is_a_clear_error(vllm_engine):
     from latentmas_ray.engines.text import SamplingParams
     with pytest.raises(ConfigError, match="max_model_len"):
         vllm_engine.generate_ids([[1] * 4090], 64, SamplingParams(0.0))
 
 
+@pytest.mark.vllm
 def test_vllm_evaluator_rows(vllm_engine, smollm2_dir, gsm8k):
     """`Evaluator.for_config` with --use_vllm (what `run --use_vllm` calls) gives store rows
     like the HF Evaluator."""
@@ -397,6 +407,7 @@ def test_run_use_vllm_bad_flags(argv, message, tmp_path, capsys):
     assert message in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.vllm
 def test_run_use_vllm_in_process(vllm_engine, smollm2_dir, datasets_dir, tmp_path):
     """The command end to end (its own process: vLLM's EngineCore needs the __main__ guard the
     console script has): rows and summary like an HF run, use_vllm recorded in config.json."""
@@ -417,6 +428,8 @@ def test_run_use_vllm_in_process(vllm_engine, smollm2_dir, datasets_dir, tmp_pat
     assert summary["samples"] == 2 and 0 < summary["mean_generated_tokens"] <= 8
 
 
+@pytest.mark.ray
+@pytest.mark.vllm
 def test_hybrid_replicas_through_the_ray_driver(hybrid_engine, smollm2_dir, gsm8k, tmp_path):
     """`--ray --use_vllm` LatentMAS: the project's driver starts an HF actor + a vLLM actor
     per replica (actors/vllm_actor.py); the store rows carry the in-process hybrid's judger
@@ -461,6 +474,7 @@ def test_hybrid_replicas_through_the_ray_driver(hybrid_engine, smollm2_dir, gsm8
 
 
 # ----------------------------------------------------------------- K completions (issue 16)
+@pytest.mark.vllm
 def test_k_completions_on_vllm(vllm_engine, gsm8k):
     """SamplingParams.n = K: K rows per question, completion 0 = the K=1 run (vLLM seeds child
     j with the request's seed + j), the completions differ, a rerun gives the same ones."""
@@ -479,6 +493,7 @@ def test_k_completions_on_vllm(vllm_engine, gsm8k):
         [r.agents[0].output_ids for r in k3]
 
 
+@pytest.mark.vllm
 def test_k_completions_on_the_hybrid(hybrid_engine, gsm8k):
     from latentmas_ray.methods.hybrid import run_batch
 

@@ -171,6 +171,7 @@ def test_resumed_run_counts_earlier_samples(tiny_model_dir, tmp_path, offline, m
 
 # ----- on Ray: the driver logs, actors never do -------------------------------------------------
 
+@pytest.mark.ray
 def test_offline_run_on_ray(tiny_model_dir, tmp_path, offline):
     pytest.importorskip("ray")
     out = tmp_path / "run"
