@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,7 +159,8 @@ MAP_WITHIN_LINES = 60      # the map starts within the README's first screen or 
 def map_gaps(root: Path) -> list[str]:
     """What README.md's map leaves out: every package of the core (latentmas_ray/, its
     subpackages) and every top-level module needs a table row whose first cell is its path,
-    and each package's row names each of its modules in backticks. The map starts within the
+    and each package's row names each of its modules in backticks, and no module it does not
+    hold (a word in backticks is a module's name). The map starts within the
     first MAP_WITHIN_LINES lines, and no table (markdown or a printed box) comes before it."""
     lines = (root / "README.md").read_text().splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith(MAP_HEADING)), None)
@@ -185,8 +187,11 @@ def map_gaps(root: Path) -> list[str]:
         if row is None:
             gaps.append(f"{path}/ has no row in the map")
             continue
-        gaps += [f"{path}/{f.name} is not named in its package's row" for f in sorted(pkg.glob("*.py"))
-                 if f.stem != "__init__" and f"`{f.stem}`" not in row]
+        stems = {f.stem for f in pkg.glob("*.py")}
+        gaps += [f"{path}/{stem}.py is not named in its package's row" for stem in sorted(stems)
+                 if stem != "__init__" and f"`{stem}`" not in row]
+        gaps += [f"{path}/ row names `{name}`, which is not one of its modules"
+                 for name in re.findall(r"`([A-Za-z_]\w*)`", row) if name not in stems]
     return gaps
 
 
@@ -294,6 +299,8 @@ def test_map_check_finds_what_the_map_leaves_out(tmp_path):
     assert map_gaps(root) == []
     readme.write_text("\n".join(good).replace("`lengths`", "lengths"))
     assert map_gaps(root) == ["latentmas_ray/run/lengths.py is not named in its package's row"]
+    readme.write_text("\n".join(good).replace("`lengths`", "`lengths`, `gone`"))
+    assert map_gaps(root) == ["latentmas_ray/run/ row names `gone`, which is not one of its modules"]
     readme.write_text("\n".join(good).replace("| `latentmas_ray/errors.py` | errors |\n", ""))
     assert map_gaps(root) == ["latentmas_ray/errors.py has no row in the map"]
     (root / "latentmas_ray" / "store").mkdir()
