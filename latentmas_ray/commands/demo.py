@@ -17,10 +17,10 @@ from pathlib import Path
 METHODS = ("baseline", "text_mas", "latent_mas")
 DEFAULT_OUTPUT = "results/demo"
 # Sized so a fresh clone installs (~2 min) and runs all three in under 5 minutes on an idle
-# 2-core CPU (README "What the main job prints": ~100 CPU-seconds for the three runs and the
+# 2-core CPU (docs/benchmarks.md "The demo": ~100 CPU-seconds for the three runs and the
 # model's one-time conversion ~30 s): 8 questions, one batch each; 48 new tokens per text call
 # is room for SmolLM2 to state its choice (its baseline answers average ~38 tokens); 4 latent
-# steps per agent, as in the README's 20-question report.
+# steps per agent, as in the 20-question report of docs/benchmarks.md.
 DEFAULTS = {"task": "arc_easy", "max_samples": 8, "generate_bs": 8, "latent_steps": 4,
             "max_new_tokens": 48, "temperature": 0.0}
 
