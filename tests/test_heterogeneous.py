@@ -68,7 +68,7 @@ def test_an_agent_on_a_second_checkpoint(tmp_path, tiny_model_dir):
     # the critic's thoughts come from the other weights: the answers change
     assert [r.agents[-1].output_ids for r in mixed] != [r.agents[-1].output_ids for r in same]
     # the store row records each agent's model
-    from latentmas_ray.run.batch import result_row
+    from latentmas_ray.run.rows import result_row
     from latentmas_ray.tasks.scoring import score_samples
     row = result_row(SAMPLES[0], mixed[0], score_samples(SAMPLES[:1], [mixed[0].prediction])[0],
                      "latent_mas")

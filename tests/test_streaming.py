@@ -189,7 +189,7 @@ def test_clipped_budget_is_recorded_in_the_row(engine, gsm8k):
     """A prompt that fits but not with max_new_tokens: with --vllm_clip_max_new_tokens the
     request's budget is cut to what fits and the row says so."""
     from latentmas_ray.engines.vllm import VLLMEngine
-    from latentmas_ray.run.batch import result_row
+    from latentmas_ray.run.rows import result_row
     from latentmas_ray.methods import baseline
 
     cfg = _run_cfg("baseline", max_new=1000, clip_max_new_tokens=True)
