@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from actors.common import (ActorGroup, actor_options, local_model_path, quiet_progress_bars,
                            remote_form, ship, where)
-from latentmas_ray.engines.vllm_start import check_tensor_parallel
+from latentmas_ray.engines.vllm_fit import check_tensor_parallel
 
 # calls one vLLM actor runs at once: the batches in flight (their samples share the engine)
 VLLM_ACTOR_CONCURRENCY = 1000
@@ -55,7 +55,7 @@ class VLLMReplica:
         from latentmas_ray.spec.config import RunConfig, VLLMConfig
         from latentmas_ray.engines.vllm import VLLMEngine
         from latentmas_ray.engines.vllm_start import shared_gpu_utilization
-        from latentmas_ray.run.batch import typical_seq_tokens
+        from latentmas_ray.engines.vllm_fit import typical_seq_tokens
         from latentmas_ray.run.streaming import StreamEvaluator
 
         quiet_progress_bars()

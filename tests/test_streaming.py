@@ -50,9 +50,10 @@ def gsm8k(datasets_dir):
 
 # ----------------------------------------------------------------- no engine needed
 def test_max_num_seqs_from_the_kv_budget(smollm2_dir):
-    from latentmas_ray.engines.vllm_start import derive_max_num_seqs, kv_bytes_per_token
+    from latentmas_ray.engines.vllm_fit import derive_max_num_seqs
+    from latentmas_ray.spec.models import kv_bytes_per_position, kv_layout
 
-    per_token = kv_bytes_per_token(smollm2_dir, torch.float32)
+    per_token = kv_bytes_per_position(kv_layout(smollm2_dir), 4)      # fp32
     assert per_token == 2 * 30 * 3 * 64 * 4                      # K+V x layers x kv heads x dim x fp32
     assert derive_max_num_seqs(1 << 30, per_token, 704) == (1 << 30) // (per_token * 704) == 33
     assert derive_max_num_seqs(1 << 40, per_token, 704) == 256   # vLLM's own ceiling

@@ -163,7 +163,8 @@ class VLLMEngine(TextSide):
         from transformers import AutoTokenizer
 
         from .vllm_loop import EngineLoop, Occupancy, occupancy_logger_factory
-        from .vllm_start import check_tensor_parallel, engine_args, model_vocab_rows
+        from .vllm_fit import check_tensor_parallel
+        from .vllm_start import engine_args, model_vocab_rows
 
         options = options or VLLMConfig()
         folder = Path(path)

@@ -43,6 +43,7 @@ class Evaluator:
         if kind == "hf":
             return cls(cfg, model_path, prompts, engine)
         from latentmas_ray.engines.vllm import require_vllm
+        from latentmas_ray.engines.vllm_fit import typical_seq_tokens
 
         require_vllm()          # one message naming what to install, before any loading
         if kind == "hybrid":
@@ -66,16 +67,3 @@ class Evaluator:
 
     def run(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:
         return rows_for(self.cfg, samples, self.generate(samples))
-
-
-def typical_seq_tokens(cfg: RunConfig) -> int:
-    """Positions a typical vLLM sequence of this run takes (prompt + new tokens), which sizes
-    max_num_seqs from the KV budget (engines/vllm_start.py). A rough mean, not a bound: vLLM
-    admits a sequence only when its KV fits, so a high estimate only queues requests longer.
-    The 512 is a generous chat prompt (GSM8K prompts are ~150-300 tokens); TextMAS agents read
-    up to three earlier answers (1.5 x max_new_tokens on average); the hybrid judger's input
-    holds four prompts and 3 x latent_steps vectors."""
-    m = cfg.method
-    extra = {"baseline": 0, "text_mas": int(1.5 * m.max_new_tokens),
-             "latent_mas": 3 * 512 + 3 * m.latent_steps}[m.method]
-    return 512 + extra + m.max_new_tokens
