@@ -126,12 +126,13 @@ def test_another_shape_is_refused_before_any_load(tmp_path, tiny_model_dir, monk
 
 
 def test_disaggregated_roles_load_their_own_models(tmp_path, tiny_model_dir, tiny_engine):
-    from actors.role_actor import RoleWorker, run_chain
+    from actors.role_actor import RoleWorker
+    from latentmas_ray.methods.disaggregated import run_chain
     from latentmas_ray.run.batch import Evaluator
 
     other = second_model_dir()
     cfg = _cfg(tmp_path, other)
-    workers = {role: RoleWorker(cfg.to_dict(), tiny_model_dir, {}, role,
+    workers = {role: RoleWorker(cfg, tiny_model_dir, {}, role,
                                 engine=None if role == "critic" else tiny_engine)
                for role in ("planner", "critic", "refiner", "judger")}
     assert workers["critic"].model_path == other

@@ -85,12 +85,11 @@ def test_prompt_that_cannot_fit_is_one_line_naming_the_sample(smollm2_dir, gsm8k
 def test_tensor_parallel_larger_than_the_replica_is_refused_before_anything_starts():
     from actors.vllm_actor import start_hybrid_replica, start_vllm_replica
 
-    cfg = _run_cfg("baseline").to_dict()
     with pytest.raises(ConfigError, match="--tensor_parallel_size 2 needs 2 GPUs .* has 0"):
-        start_vllm_replica(cfg, None, {}, gpus=0, vllm_options={"tensor_parallel_size": 2})
+        start_vllm_replica(_run_cfg("baseline", tensor_parallel_size=2), None, {}, gpus=0)
     with pytest.raises(ConfigError, match="--tensor_parallel_size 4 needs 4 GPUs .* has 1"):
-        start_hybrid_replica(cfg, None, {}, hf_gpus=1, vllm_gpus=1,
-                             vllm_options={"tensor_parallel_size": 4})
+        start_hybrid_replica(_run_cfg("baseline", tensor_parallel_size=4), None, {}, hf_gpus=1,
+                             vllm_gpus=1)
 
 
 @needs_vllm
