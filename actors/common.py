@@ -85,7 +85,7 @@ def remote_form(target, **options):
 def score_task():
     """The core's `score_rows` as a Ray task: 1 CPU (code runs in sandboxes on a CPU worker, so
     no GPU replica waits on tests); Ray retries it if its worker or node dies."""
-    from latentmas_ray.run.batch import score_rows
+    from latentmas_ray.run.rows import score_rows
     return remote_form(score_rows, num_cpus=1, max_retries=3)
 
 

@@ -2,8 +2,9 @@
 
 One actor = one model copy, pinned to a GPU (`num_gpus`) or, on machines without one, to a CPU
 slot (`num_cpus`). All logic lives in `latentmas_ray.run.batch.Evaluator` (generation with the
-method, scoring); this module only adds what a remote process needs: where to find the model on
-its own node, how many torch threads to use, and a `ready()` call that reports where it landed.
+method, then the one row builder, latentmas_ray/run/rows.py); this module only adds what a
+remote process needs: where to find the model on its own node, how many torch threads to use,
+and a `ready()` call that reports where it landed.
 Code tasks are scored elsewhere: the driver runs `actors.common.score_task` on a CPU worker.
 """
 
@@ -12,25 +13,26 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from actors.common import local_model_path, quiet_progress_bars, where
+from latentmas_ray.spec.config import RunConfig
 
 
 class HFReplica:
     """Plain class (tested and benchmarked without Ray); `remote_form(HFReplica)` is its actor."""
 
-    def __init__(self, cfg: dict[str, Any], model_path: str | None, prompts: dict[str, str] | None,
-                 torch_threads: int | None = None):
+    def __init__(self, cfg: RunConfig, model_path: str | None, prompts: dict[str, str] | None,
+                 torch_threads: int | None = None, engine=None):
+        """`engine` (tests): an already loaded HFEngine."""
         import torch
 
-        from latentmas_ray.spec.config import RunConfig
         from latentmas_ray.run.batch import Evaluator
 
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         quiet_progress_bars()
-        self.cfg = RunConfig.from_dict(cfg)
-        path = local_model_path(self.cfg, model_path)
+        self.cfg = cfg
+        path = model_path if engine is not None else local_model_path(cfg, model_path)
         self.model_path = str(path)
-        self.evaluator = Evaluator(self.cfg, path, prompts)
+        self.evaluator = Evaluator(cfg, path, prompts, engine)
         self.batches = 0
 
     def ready(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Two plain classes (usable without Ray; `remote_form(cls)` is the actor):
 
 - `VLLMReplica`: a vLLM engine in an async actor. `generate`/`run` evaluate baseline or TextMAS
   on vLLM, one request chain per sample (latentmas_ray/run/streaming.py); `judge`/`judge_rows` run
-  phase 2 of the hybrid LatentMAS (decode the judgers from the shipped `LatentBatch`).
+  phase 2 of the hybrid LatentMAS (decode the judgers from the shipped `LatentBatch`). Rows
+  come from the core's one row builder (latentmas_ray/run/rows.py).
 - `LatentReplica`: an HF engine running phase 1 of the hybrid (`latent`: the three latent
   agents, returning the judgers' input embeddings on the CPU).
 
@@ -28,13 +29,15 @@ free on a 2-core machine.)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any, Sequence
 
 from actors.common import (ActorGroup, actor_options, local_model_path, quiet_progress_bars,
-                           remote_form, ship, where)
-from latentmas_ray.engines.vllm_start import check_tensor_parallel
+                           receive, remote_form, ship, where)
+from latentmas_ray.engines.vllm_fit import check_tensor_parallel
+from latentmas_ray.spec.config import RunConfig
 
 # calls one vLLM actor runs at once: the batches in flight (their samples share the engine)
 VLLM_ACTOR_CONCURRENCY = 1000
@@ -46,28 +49,31 @@ class VLLMReplica:
     into vLLM's async engine as it arrives (latentmas_ray/run/streaming.py), so the several batches
     a replica has in flight share the engine with no barrier between them."""
 
-    def __init__(self, cfg: dict[str, Any], model_path: str | None,
-                 prompts: dict[str, str] | None, options: dict[str, Any] | None = None,
-                 after: Any = None, gpu_fraction: float = 1.0):
+    def __init__(self, cfg: RunConfig, model_path: str | None,
+                 prompts: dict[str, str] | None, after: Any = None, gpu_fraction: float = 1.0,
+                 engine=None):
         """after: the HF partner's ready() result (a hybrid replica): Ray resolves it before
         this constructor runs, so vLLM starts only once the HF engine has loaded, and its GPU
-        share is then derived from what is free (capped at 0.9 x gpu_fraction)."""
-        from latentmas_ray.spec.config import RunConfig, VLLMConfig
+        share is then derived from what is free (capped at 0.9 x gpu_fraction). The engine's
+        options are the run's (cfg.execution.vllm). `engine` (tests): a loaded VLLMEngine."""
         from latentmas_ray.engines.vllm import VLLMEngine
+        from latentmas_ray.engines.vllm_fit import typical_seq_tokens
         from latentmas_ray.engines.vllm_start import shared_gpu_utilization
-        from latentmas_ray.run.batch import typical_seq_tokens
         from latentmas_ray.run.streaming import StreamEvaluator
 
         quiet_progress_bars()
-        self.cfg = RunConfig.from_dict(cfg)
-        self.model_path = str(local_model_path(self.cfg, model_path))
-        options = VLLMConfig.from_dict(options)
-        hybrid = self.cfg.engine_kind == "hybrid"
-        if hybrid and gpu_fraction < 1:      # an HF engine shares this GPU and has loaded
-            options = shared_gpu_utilization(options, gpu_fraction)
-        self.engine = VLLMEngine.load(self.cfg.model, self.model_path, options,
-                                      prompt_embeds=hybrid, seq_tokens=typical_seq_tokens(self.cfg))
-        self.stream = StreamEvaluator(self.cfg, self.engine, prompts)
+        self.cfg = cfg
+        self.model_path = str(model_path)
+        if engine is None:
+            self.model_path = str(local_model_path(cfg, model_path))
+            options = cfg.execution.vllm
+            hybrid = cfg.engine_kind == "hybrid"
+            if hybrid and gpu_fraction < 1:      # an HF engine shares this GPU and has loaded
+                options = shared_gpu_utilization(options, gpu_fraction)
+            engine = VLLMEngine.load(cfg.model, self.model_path, options, prompt_embeds=hybrid,
+                                     seq_tokens=typical_seq_tokens(cfg))
+        self.engine = engine
+        self.stream = StreamEvaluator(cfg, engine, prompts)
         self.batches = 0
         self.judge_seconds = 0.0
 
@@ -105,7 +111,8 @@ class VLLMReplica:
     async def judge(self, box, with_stats: bool = False):
         """Phase 2 on a LatentBatch (or the box `LatentReplica.latent` shipped it in): every
         sample's judger submitted at once, each coming back on its own."""
-        batch, transfer_ms = await receive_async(box)
+        # the object-store get runs in a worker thread, never blocking this actor's event loop
+        batch, transfer_ms = await asyncio.to_thread(receive, box)
         self.batches += 1
         t0 = time.perf_counter()
         pairs = await self.stream.judge(batch, transfer_ms)
@@ -117,34 +124,25 @@ class VLLMReplica:
     async def judge_rows(self, box) -> list[dict[str, Any]]:
         """Judge and score (cheap scorers: math, multiple choice): store rows, each with its
         hf -> vllm hop (bytes, ms)."""
-        from latentmas_ray.run.batch import score_rows
+        from latentmas_ray.run.rows import rows_for
 
         results, _, samples = await self.judge(box, with_stats=True)
-        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
+        return rows_for(self.cfg, samples, results)
 
     def close(self) -> None:
         """Stop the EngineCore process (ActorGroup.kill calls this before killing the actor)."""
         self.engine.close()
 
 
-async def receive_async(box) -> tuple[Any, float]:
-    """`actors.common.receive` for an async actor: the fetch is awaited, not blocking the loop."""
-    if not (isinstance(box, dict) and "ref" in box and "put_ms" in box):
-        return box, 0.0
-    t0 = time.perf_counter()
-    payload = await box["ref"][0]
-    return payload, box["put_ms"] + (time.perf_counter() - t0) * 1e3
-
-
 class LatentReplica:
     """An HF engine running the hybrid's latent agents (phase 1)."""
 
-    def __init__(self, cfg: dict[str, Any], model_path: str | None,
+    def __init__(self, cfg: RunConfig, model_path: str | None,
                  prompts: dict[str, str] | None, torch_threads: int | None = None,
-                 cpu_affinity: list[int] | None = None):
+                 cpu_affinity: list[int] | None = None, engine=None):
+        """`engine` (tests): an already loaded HFEngine."""
         import torch
 
-        from latentmas_ray.spec.config import RunConfig
         from latentmas_ray.engines.hf import HFEngine
 
         if cpu_affinity:    # keep the HF threads off the cores vLLM's OpenMP threads are bound to
@@ -152,11 +150,11 @@ class LatentReplica:
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         quiet_progress_bars()
-        self.cfg = RunConfig.from_dict(cfg)
-        assert self.cfg.engine_kind == "hybrid", "a hybrid replica runs latent_mas with --use_vllm"
+        self.cfg = cfg
+        assert cfg.engine_kind == "hybrid", "a hybrid replica runs latent_mas with --use_vllm"
         self.prompts = prompts or {}
-        self.model_path = str(local_model_path(self.cfg, model_path))
-        self.engine = HFEngine.load(self.cfg.model, self.model_path)
+        self.model_path = str(model_path if engine is not None else local_model_path(cfg, model_path))
+        self.engine = engine if engine is not None else HFEngine.load(cfg.model, self.model_path)
         self.batches = 0
 
     def ready(self) -> dict[str, Any]:
@@ -182,8 +180,10 @@ class LatentReplica:
 
 def vllm_env(vllm_cpu_bind: str | None = None, cpu_kv_cache_gib: float | None = None
              ) -> dict[str, str]:
-    """Environment of a vLLM actor: offline, and on CPU the KV size and OpenMP core binding."""
-    env: dict[str, str] = {}
+    """Environment of a vLLM actor: offline, and on CPU the KV size and OpenMP core binding.
+    Ray's warning about a blocking get in an async actor is off: the actor's one get
+    (`receive`) runs in a worker thread (asyncio.to_thread), not on its event loop."""
+    env: dict[str, str] = {"RAY_WARN_BLOCKING_GET_INSIDE_ASYNC": "0"}
     if cpu_kv_cache_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(cpu_kv_cache_gib))))
     if vllm_cpu_bind:
@@ -191,11 +191,10 @@ def vllm_env(vllm_cpu_bind: str | None = None, cpu_kv_cache_gib: float | None = 
     return env
 
 
-def start_hybrid_replica(cfg: dict[str, Any], model_path: str | None,
+def start_hybrid_replica(cfg: RunConfig, model_path: str | None,
                          prompts: dict[str, str] | None, *, hf_gpus: float = 0.0,
                          vllm_gpus: float = 0.0, hf_cpus: float = 1.0, vllm_cpus: float = 1.0,
                          hf_threads: int | None = None, hf_cpu_affinity: list[int] | None = None,
-                         vllm_options: dict[str, Any] | None = None,
                          vllm_cpu_bind: str | None = None, placement_group=None,
                          bundle_index: int = -1, max_restarts: int = 3) -> ActorGroup:
     """Start the two actors of one hybrid replica. Give them one placement-group bundle
@@ -207,10 +206,9 @@ def start_hybrid_replica(cfg: dict[str, Any], model_path: str | None,
     shared GPU vLLM then takes 90% of what is free (capped at 0.9 x its GPU fraction).
     The handle's `run(samples)` submits `vllm.judge_rows.remote(hf.latent.remote(samples))`:
     the LatentBatch goes actor to actor through the object store, never through the driver."""
-    options = dict(vllm_options or {})
-    check_tensor_parallel(int(options.get("tensor_parallel_size") or 1), vllm_gpus,
-                          "a replica's vLLM actor")
-    kv_gib = None if vllm_gpus > 0 else options.get("cpu_kv_cache_gib", 1.0)
+    options = cfg.execution.vllm
+    check_tensor_parallel(options.tensor_parallel_size, vllm_gpus, "a replica's vLLM actor")
+    kv_gib = None if vllm_gpus > 0 else options.cpu_kv_cache_gib
     hf = remote_form(LatentReplica).options(**actor_options(
         gpus=hf_gpus, cpus=hf_cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index,
@@ -219,7 +217,7 @@ def start_hybrid_replica(cfg: dict[str, Any], model_path: str | None,
         gpus=vllm_gpus, cpus=vllm_cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index, env=vllm_env(vllm_cpu_bind, kv_gib),
         max_concurrency=VLLM_ACTOR_CONCURRENCY,
-    )).remote(cfg, model_path, prompts or {}, options, hf.ready.remote(),
+    )).remote(cfg, model_path, prompts or {}, hf.ready.remote(),
               vllm_gpus if vllm_gpus > 0 else 1.0)
     return ActorGroup({"hf": hf, "vllm": vllm},
                       ready=lambda: vllm.ready.remote(hf.ready.remote()),
@@ -228,20 +226,19 @@ def start_hybrid_replica(cfg: dict[str, Any], model_path: str | None,
                       close=lambda: [vllm.close.remote()])
 
 
-def start_vllm_replica(cfg: dict[str, Any], model_path: str | None, prompts: dict[str, str] | None,
-                       *, gpus: float = 0.0, cpus: float = 1.0,
-                       vllm_options: dict[str, Any] | None = None, vllm_cpu_bind: str | None = None,
+def start_vllm_replica(cfg: RunConfig, model_path: str | None, prompts: dict[str, str] | None,
+                       *, gpus: float = 0.0, cpus: float = 1.0, vllm_cpu_bind: str | None = None,
                        placement_group=None, bundle_index: int = -1, max_restarts: int = 3
                        ) -> ActorGroup:
-    """A vLLM actor for baseline / TextMAS (`run`, `generate`, `ready` like the HF actor)."""
-    options = dict(vllm_options or {})
-    check_tensor_parallel(int(options.get("tensor_parallel_size") or 1), gpus,
-                          "a replica's vLLM actor")
-    kv_gib = None if gpus > 0 else options.get("cpu_kv_cache_gib", 1.0)
+    """A vLLM actor for baseline / TextMAS (`run`, `generate`, `ready` like the HF actor); the
+    engine's options are the run's (cfg.execution.vllm)."""
+    options = cfg.execution.vllm
+    check_tensor_parallel(options.tensor_parallel_size, gpus, "a replica's vLLM actor")
+    kv_gib = None if gpus > 0 else options.cpu_kv_cache_gib
     actor = remote_form(VLLMReplica).options(**actor_options(
         gpus=gpus, cpus=cpus, max_restarts=max_restarts, placement_group=placement_group,
         bundle_index=bundle_index, env=vllm_env(vllm_cpu_bind, kv_gib),
         max_concurrency=VLLM_ACTOR_CONCURRENCY,
-    )).remote(cfg, model_path, prompts or {}, options)
+    )).remote(cfg, model_path, prompts or {})
     return ActorGroup({"vllm": actor}, actor.ready.remote, actor.run.remote,
                       actor.generate.remote, close=lambda: [actor.close.remote()])

@@ -43,7 +43,8 @@ def hop_bench(args, cfg, model_dir: str) -> None:
     import ray
 
     from actors.common import actor_options, remote_form
-    from actors.role_actor import RoleWorker, choose_payload
+    from actors.role_actor import RoleWorker
+    from latentmas_ray.methods.disaggregated import choose_payload
     from latentmas_ray.tasks.registry import load_task
 
     base = load_task("arc_easy", max_samples=1).samples[0]
@@ -51,9 +52,9 @@ def hop_bench(args, cfg, model_dir: str) -> None:
     cls = remote_form(RoleWorker)
     opts = actor_options(cpus=1, max_restarts=0)
     planner = cls.options(**opts, resources={"worker_0": 0.01}).remote(
-        cfg.to_dict(), model_dir, {}, "planner", 1)
+        cfg, model_dir, {}, "planner", 1)
     critic = cls.options(**opts, resources={"worker_1": 0.01}).remote(
-        cfg.to_dict(), model_dir, {}, "critic", 1)
+        cfg, model_dir, {}, "critic", 1)
     info = ray.get([planner.ready.remote(), critic.ready.remote()])
     assert info[0]["node_id"] != info[1]["node_id"]
     print(f"\n1. one hop planner -> critic (nodes {info[0]['node_id'][:8]} -> "

@@ -224,14 +224,14 @@ def run_ray(args, model_cfg, cfg, path, options, samples, warm, ref, table, cuda
     import ray
 
     from actors.vllm_actor import start_hybrid_replica
-    from latentmas_ray.spec.config import RunConfig
+    from latentmas_ray.spec.config import ExecutionConfig, RunConfig
 
     n = len(samples)
     bs = args.ray_bs or args.generate_bs
     ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False,
              logging_level="WARNING")
-    run_cfg = RunConfig(task="gsm8k", seed=42, generate_bs=args.generate_bs, model=model_cfg,
-                        method=cfg).to_dict()
+    run_cfg = RunConfig(task="gsm8k", seed=42, generate_bs=args.generate_bs, use_vllm=True,
+                        model=model_cfg, method=cfg, execution=ExecutionConfig(vllm=options))
     cores = os.cpu_count() or 1
     half = max(1, cores // 2)
     settings = [  # vLLM binds its OpenMP threads to the first half, HF runs on the rest
@@ -247,7 +247,7 @@ def run_ray(args, model_cfg, cfg, path, options, samples, warm, ref, table, cuda
         print("  (--ray_only: no HF-only run, so 'same as HF' compares with the first setting)")
     for name, kw in settings:
         t0 = time.perf_counter()
-        rep = start_hybrid_replica(run_cfg, path, {}, vllm_options=options.to_dict(), **kw)
+        rep = start_hybrid_replica(run_cfg, path, {}, **kw)
         info = ray.get(rep.ready.remote())
         start_s = time.perf_counter() - t0
         ray.get(rep.run.remote(warm))                                   # warm-up

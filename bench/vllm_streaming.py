@@ -188,17 +188,14 @@ def section_b(args, model_cfg, path: str) -> list[dict]:
 
 
 def main(args) -> None:
-    import torch
-
+    from latentmas_ray.engines.vllm_fit import derive_max_num_seqs, typical_seq_tokens
     from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
-    from latentmas_ray.engines.vllm_start import derive_max_num_seqs, kv_bytes_per_token
-    from latentmas_ray.run.batch import typical_seq_tokens
-    from latentmas_ray.spec.models import resolve_model
+    from latentmas_ray.spec.models import kv_bytes_per_position, kv_layout, resolve_model
 
     path = str(resolve_model(args.model_name))
     model_cfg = ModelConfig(name_or_path=path, dtype="float32", device="cpu")
     cfg = RunConfig(method=MethodConfig(method="baseline", max_new_tokens=args.max_new_tokens))
-    seqs = derive_max_num_seqs(2 << 30, kv_bytes_per_token(path, torch.float32),
+    seqs = derive_max_num_seqs(2 << 30, kv_bytes_per_position(kv_layout(path), 4),   # fp32
                                typical_seq_tokens(cfg))
     out: dict = {"max_num_seqs_derived": seqs}
     if "A" in args.sections:

@@ -2,19 +2,19 @@
 
     latentmas-ray run --ray --placement disaggregated [--hop_payload kv|embeds|auto] ...
 
-One replica = one pipeline of four role actors (actors/role_actor.py): planner, critic,
-refiner, judger, each with its own model copy, in its own placement-group bundle (the one
-placement group is SPREAD, so the roles land on different nodes / GPUs where there are
-several). A batch is submitted as one chain,
+One replica = one pipeline of four role actors (actors/role_actor.py, a shell over the core's
+latentmas_ray/methods/disaggregated.py): planner, critic, refiner, judger, each with its own
+model copy, in its own placement-group bundle (the one placement group is SPREAD, so the roles
+land on different nodes / GPUs where there are several). A batch is submitted as one chain,
 
     judger.judge_rows(refiner.step(critic.step(planner.step(batch))))
 
 and its working memory moves role to role through the object store (never through the
 driver), as KV tensors or as input embeddings to re-prefill (`--hop_payload`; `auto` measures
-the link and the prefill speed once and applies role_actor.choose_payload). Every actor runs its
-calls in order, so with several chains in flight each role works on a different batch at the
-same time: per pipeline max(--max_in_flight, 5) batches are in flight, enough for all four
-stages plus one waiting.
+the link and the prefill speed once and applies methods/disaggregated.choose_payload). Every
+actor runs its calls in order, so with several chains in flight each role works on a different
+batch at the same time: per pipeline max(--max_in_flight, 5) batches are in flight, enough for
+all four stages plus one waiting.
 
 `DisaggregatedFactory` is this placement's replica factory (jobs/replicas.py); everything else
 is the one driver's (jobs/driver.py): connecting, placing, the Scheduler, the store writes, the
@@ -86,7 +86,7 @@ class DisaggregatedFactory(ReplicaFactory):
             names[role] = f"latentmas-{os.getpid()}-p{replica}-{role}"
             actors[role] = remote_form(RoleWorker).options(**self.actor_options(
                 pg, i, name=names[role],
-            )).remote(self.cfg_dict, self.model_path, self.prompts, role, self.actor_threads, "kv")
+            )).remote(self.cfg, self.model_path, self.prompts, role, self.actor_threads, "kv")
         return RolePipeline(actors, "kv", names)
 
     def kind(self) -> str:
@@ -119,7 +119,7 @@ def _choose(pipe, cfg, hop_payload: str, console) -> tuple[str, dict[str, Any]]:
     """The payload to ship; for `auto`, measured on pipeline 0 (first -> second role's link)."""
     import ray
 
-    from actors.role_actor import choose_payload
+    from latentmas_ray.methods.disaggregated import choose_payload
 
     if hop_payload != "auto":
         return hop_payload, {}

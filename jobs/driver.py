@@ -279,7 +279,7 @@ class Driver:
 
     def give_up(self, samples) -> None:
         """Samples the scheduler will not retry become error rows (recorded, not lost)."""
-        from latentmas_ray.run.batch import error_rows
+        from latentmas_ray.run.rows import error_rows
 
         if samples:
             k = self.cfg.method.num_return_sequences

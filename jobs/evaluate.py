@@ -34,21 +34,9 @@ def check_before_start(cfg: RunConfig) -> None:
     reachable (--ray with an address)."""
     if cfg.use_vllm:
         from latentmas_ray.engines.vllm import require_vllm
+        from latentmas_ray.engines.vllm_fit import check_gpus
         require_vllm()
-        if not cfg.execution.ray:
-            import torch
-
-            from latentmas_ray.engines.vllm_start import check_tensor_parallel
-            check_tensor_parallel(cfg.execution.vllm.tensor_parallel_size,
-                                  torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                                  "this machine")
-        elif cfg.execution.num_gpus_per_replica is not None:   # else the factory checks
-            from latentmas_ray.engines.vllm_start import check_tensor_parallel
-            share = cfg.execution.vllm.gpu_share if cfg.engine_kind == "hybrid" else 1.0
-            check_tensor_parallel(cfg.execution.vllm.tensor_parallel_size,
-                                  cfg.execution.num_gpus_per_replica * share,
-                                  "a replica's vLLM actor (--num_gpus_per_replica"
-                                  + (" x --vllm_gpu_share)" if share < 1 else ")"))
+        check_gpus(cfg)
     if cfg.execution.wandb:
         from latentmas_ray.run.observe import require_wandb
         require_wandb()

@@ -3,8 +3,8 @@
 - `check_address` / `connect`: fail fast, with one ConfigError, when nothing listens at the
   address (instead of ray.init's long retries), when it is a dashboard URL, or when the cluster
   wants token authentication.
-- `check_placement` / `reserve` / `release`: the static check (GPUs exist when asked for, the
-  nodes can hold the bundles) and one placement group, bundles spread over the nodes.
+- `check_placement` / `seat_group` / `release`: the static check (GPUs exist when asked for,
+  the nodes can hold the bundles), one placement group per replica, and the clean-up.
 """
 
 from __future__ import annotations
@@ -126,24 +126,6 @@ def check_placement(replicas: int, bundle: dict[str, float], where: str, *,
             f"{max(fit // bundles_per_replica, 1)}"
             + (", fewer --torch_threads" if gpus == 0 and bundle.get("CPU", 1) > 1 else "")
             + " or a bigger cluster")
-
-
-def reserve(bundles: list[dict[str, float]], timeout: float, where: str):
-    """One placement group for every bundle, spread over the nodes."""
-    import ray
-    from ray.util import placement_group, remove_placement_group
-
-    pg = placement_group([dict(b) for b in bundles], strategy="SPREAD",
-                         name=f"latentmas-replicas-{os.getpid()}")
-    if not pg.wait(timeout_seconds=timeout):
-        remove_placement_group(pg)
-        free = ray.available_resources()
-        raise ConfigError(
-            f"{where} could not free {len(bundles)} x {bundles[0]} within {timeout:g} s (free "
-            f"now: { {k: v for k, v in free.items() if k in bundles[0]} }); other jobs hold the "
-            "resources (see `ray status`); wait, use fewer --replicas or a longer "
-            "--placement_timeout")
-    return pg
 
 
 def release(pg, owned: bool) -> None:

@@ -31,8 +31,7 @@ class ReplicaFactory:
     actors_per_replica = 1              # model copies per replica (sizes the CPU threads)
 
     def __init__(self, cfg: RunConfig, model_path, prompts: dict[str, str] | None):
-        self.cfg = cfg
-        self.cfg_dict = cfg.to_dict()
+        self.cfg = cfg                  # actors receive it typed (it pickles)
         self.model_path = str(model_path) if model_path else None
         self.prompts = prompts or {}
         ex = cfg.execution
@@ -120,7 +119,7 @@ class HFFactory(ReplicaFactory):
         from actors.hf_actor import HFReplica
 
         actor = remote_form(HFReplica).options(**self.actor_options(pg, 0)).remote(
-            self.cfg_dict, self.model_path, self.prompts, self.actor_threads)
+            self.cfg, self.model_path, self.prompts, self.actor_threads)
         return ActorGroup.single("hf", actor)
 
 
@@ -161,9 +160,8 @@ class VLLMFactory(VLLMStreaming):
     def start(self, pg, replica: int):
         from actors.vllm_actor import start_vllm_replica
 
-        return start_vllm_replica(self.cfg_dict, self.model_path, self.prompts, gpus=self.gpus,
-                                  cpus=self.cpus, vllm_options=self.cfg.execution.vllm.to_dict(),
-                                  placement_group=pg, bundle_index=0,
+        return start_vllm_replica(self.cfg, self.model_path, self.prompts, gpus=self.gpus,
+                                  cpus=self.cpus, placement_group=pg, bundle_index=0,
                                   max_restarts=self.max_restarts)
 
 
@@ -185,7 +183,7 @@ class HybridFactory(VLLMStreaming):
 
         share = self.cfg.execution.vllm.gpu_share
         return start_hybrid_replica(
-            self.cfg_dict, self.model_path, self.prompts, hf_gpus=self.gpus * (1 - share),
+            self.cfg, self.model_path, self.prompts, hf_gpus=self.gpus * (1 - share),
             vllm_gpus=self.gpus * share, hf_cpus=self.cpus, vllm_cpus=1.0,
-            hf_threads=self.actor_threads, vllm_options=self.cfg.execution.vllm.to_dict(),
-            placement_group=pg, bundle_index=0, max_restarts=self.max_restarts)
+            hf_threads=self.actor_threads, placement_group=pg, bundle_index=0,
+            max_restarts=self.max_restarts)

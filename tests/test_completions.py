@@ -20,7 +20,7 @@ import pytest
 
 from latentmas_ray.spec.config import MethodConfig, RunConfig
 from latentmas_ray.errors import ConfigError
-from latentmas_ray.run.batch import error_rows, score_rows
+from latentmas_ray.run.rows import error_rows, score_rows
 from latentmas_ray.methods import get_method
 from latentmas_ray.store.passk import (completion_scores, ks_for, maj_at_k, majority_vote, pass_at_k)
 from latentmas_ray.spec.seeding import completion_seed, sample_seed

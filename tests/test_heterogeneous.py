@@ -74,7 +74,7 @@ def test_an_agent_on_a_second_checkpoint(tmp_path, tiny_model_dir):
     # the critic's thoughts come from the other weights: the answers change
     assert [r.agents[-1].output_ids for r in mixed] != [r.agents[-1].output_ids for r in same]
     # the store row records each agent's model
-    from latentmas_ray.run.batch import result_row
+    from latentmas_ray.run.rows import result_row
     from latentmas_ray.tasks.scoring import score_samples
     row = result_row(SAMPLES[0], mixed[0], score_samples(SAMPLES[:1], [mixed[0].prediction])[0],
                      "latent_mas")
@@ -143,12 +143,13 @@ def test_another_shape_is_refused_before_any_load(tmp_path, tiny_model_dir, monk
 
 
 def test_disaggregated_roles_load_their_own_models(tmp_path, tiny_model_dir, tiny_engine):
-    from actors.role_actor import RoleWorker, run_chain
+    from actors.role_actor import RoleWorker
+    from latentmas_ray.methods.disaggregated import run_chain
     from latentmas_ray.run.batch import Evaluator
 
     other = second_model_dir()
     cfg = _cfg(tmp_path, other)
-    workers = {role: RoleWorker(cfg.to_dict(), tiny_model_dir, {}, role,
+    workers = {role: RoleWorker(cfg, tiny_model_dir, {}, role,
                                 engine=None if role == "critic" else tiny_engine)
                for role in ("planner", "critic", "refiner", "judger")}
     assert workers["critic"].model_path == other

@@ -50,9 +50,10 @@ def gsm8k(datasets_dir):
 
 # ----------------------------------------------------------------- no engine needed
 def test_max_num_seqs_from_the_kv_budget(smollm2_dir):
-    from latentmas_ray.engines.vllm_start import derive_max_num_seqs, kv_bytes_per_token
+    from latentmas_ray.engines.vllm_fit import derive_max_num_seqs
+    from latentmas_ray.spec.models import kv_bytes_per_position, kv_layout
 
-    per_token = kv_bytes_per_token(smollm2_dir, torch.float32)
+    per_token = kv_bytes_per_position(kv_layout(smollm2_dir), 4)      # fp32
     assert per_token == 2 * 30 * 3 * 64 * 4                      # K+V x layers x kv heads x dim x fp32
     assert derive_max_num_seqs(1 << 30, per_token, 704) == (1 << 30) // (per_token * 704) == 33
     assert derive_max_num_seqs(1 << 40, per_token, 704) == 256   # vLLM's own ceiling
@@ -84,12 +85,11 @@ def test_prompt_that_cannot_fit_is_one_line_naming_the_sample(smollm2_dir, gsm8k
 def test_tensor_parallel_larger_than_the_replica_is_refused_before_anything_starts():
     from actors.vllm_actor import start_hybrid_replica, start_vllm_replica
 
-    cfg = _run_cfg("baseline").to_dict()
     with pytest.raises(ConfigError, match="--tensor_parallel_size 2 needs 2 GPUs .* has 0"):
-        start_vllm_replica(cfg, None, {}, gpus=0, vllm_options={"tensor_parallel_size": 2})
+        start_vllm_replica(_run_cfg("baseline", tensor_parallel_size=2), None, {}, gpus=0)
     with pytest.raises(ConfigError, match="--tensor_parallel_size 4 needs 4 GPUs .* has 1"):
-        start_hybrid_replica(cfg, None, {}, hf_gpus=1, vllm_gpus=1,
-                             vllm_options={"tensor_parallel_size": 4})
+        start_hybrid_replica(_run_cfg("baseline", tensor_parallel_size=4), None, {}, hf_gpus=1,
+                             vllm_gpus=1)
 
 
 @needs_vllm
@@ -193,7 +193,7 @@ def test_clipped_budget_is_recorded_in_the_row(engine, gsm8k):
     """A prompt that fits but not with max_new_tokens: with --vllm_clip_max_new_tokens the
     request's budget is cut to what fits and the row says so."""
     from latentmas_ray.engines.vllm import VLLMEngine
-    from latentmas_ray.run.batch import result_row
+    from latentmas_ray.run.rows import result_row
     from latentmas_ray.methods import baseline
 
     cfg = _run_cfg("baseline", max_new=1000, clip_max_new_tokens=True)

@@ -507,3 +507,89 @@ def test_k_completions_on_the_hybrid(hybrid_engine, gsm8k):
     assert [r.agents[-1].output_ids for r in k2 if r.sample_index == 0] == \
         [r.agents[-1].output_ids for r in k1]
     assert [len(r.agents) for r in k2] == [4] * 4
+
+
+# ----------------------------------------------------------------- one row builder (issue 22)
+def same_fields(row: dict) -> dict:
+    """What every placement must agree on: ids, predictions, tokens, correctness (not the
+    timings, nor the hops, which only the multi-process placements have)."""
+    keep = ("id", "sample_index", "task", "method", "prediction", "gold", "correct", "extracted",
+            "error", "prompt_tokens", "generated_tokens", "latent_steps", "max_new_tokens")
+    return {**{k: row[k] for k in keep},
+            "agents": [(a["role"], a["input_ids"], a["output_ids"], a["prompt_tokens"],
+                        a["generated_tokens"], a["latent_steps"]) for a in row["agents"]]}
+
+
+def test_every_placement_builds_the_same_rows(hf_smollm2, vllm_engine, hybrid_engine,
+                                              smollm2_dir, gsm8k):
+    """The same batch through every placement available on CPU, each with the engines it
+    runs in production (already loaded: the session's), its rows from the one row builder:
+    in process (the Evaluator; vLLM: also streamed), the HF actor, the disaggregated role
+    actors, the vLLM actor and the hybrid pair (HF latent actor + vLLM judger actor), each
+    as its plain class (what Ray runs; the Ray hops are tests/test_ray_driver.py's,
+    tests/test_disaggregated.py's and test_hybrid_replicas_through_the_ray_driver's). A
+    placement's rows equal those of the in-process run on the same engines; HF and vLLM
+    placements see the same inputs (their greedy parity is measured above)."""
+    import asyncio
+
+    from actors.hf_actor import HFReplica
+    from actors.role_actor import RoleWorker
+    from actors.vllm_actor import LatentReplica, VLLMReplica
+    from latentmas_ray.methods.disaggregated import run_chain
+    from latentmas_ray.prompts import AGENT_ROLES
+    from latentmas_ray.run.batch import Evaluator
+    from latentmas_ray.run.rows import rows_for
+    from latentmas_ray.run.streaming import stream_in_process
+    from latentmas_ray.spec.config import RunConfig
+
+    few = gsm8k[:3]
+
+    def cfg(method, use_vllm):
+        return RunConfig(task="gsm8k", seed=42, generate_bs=len(few), use_vllm=use_vllm,
+                         model=FP32_CPU, method=_cfg(method, max_new_tokens=24))
+
+    def streamed(c, engine):
+        out: list[dict] = []
+        stream_in_process(c, engine, few, {}, out.extend)
+        return sorted(out, key=lambda r: [s.id for s in few].index(r["id"]))
+
+    hf_latent, hy_latent = cfg("latent_mas", False), cfg("latent_mas", True)
+    hf_base, vl_base = cfg("baseline", False), cfg("baseline", True)
+    roles = {r: RoleWorker(hf_latent, smollm2_dir, {}, r, engine=hf_smollm2) for r in AGENT_ROLES}
+    *thinkers, judger = AGENT_ROLES
+    box = list(few)
+    for r in thinkers:
+        box = roles[r].step(box)
+    hybrid_pair = VLLMReplica(hy_latent, smollm2_dir, {}, engine=vllm_engine)
+    latent_box = LatentReplica(hy_latent, smollm2_dir, {}, engine=hf_smollm2).latent(few, False)
+    placements = {
+        "latent_mas on HF": (Evaluator(hf_latent, smollm2_dir, engine=hf_smollm2).run(few), {
+            "HF actor": HFReplica(hf_latent, smollm2_dir, {}, engine=hf_smollm2).run(few),
+            "role actors": roles[judger].judge_rows(box),
+            "role chain": rows_for(hf_latent, few, run_chain(roles, few))}),
+        "latent_mas hybrid": (Evaluator.for_config(hy_latent, smollm2_dir,
+                                                   engine=hybrid_engine).run(few), {
+            "in process, streamed": streamed(hy_latent, hybrid_engine),
+            "hybrid pair": asyncio.run(hybrid_pair.judge_rows(latent_box))}),
+        "baseline on HF": (Evaluator(hf_base, smollm2_dir, engine=hf_smollm2).run(few), {
+            "HF actor": HFReplica(hf_base, smollm2_dir, {}, engine=hf_smollm2).run(few)}),
+        "baseline on vLLM": (Evaluator.for_config(vl_base, smollm2_dir,
+                                                  engine=vllm_engine).run(few), {
+            "in process, streamed": streamed(vl_base, vllm_engine),
+            "vLLM actor": asyncio.run(VLLMReplica(vl_base, smollm2_dir, {},
+                                                  engine=vllm_engine).run(few))}),
+    }
+    for name, (want, got) in placements.items():
+        assert [r["id"] for r in want] == [s.id for s in few], name
+        for where, rows in got.items():
+            assert [same_fields(r) for r in rows] == [same_fields(r) for r in want], (name, where)
+    def hops(name, where):
+        return [(h["src"], h["dst"]) for h in placements[name][1][where][0]["hops"]]
+    assert hops("latent_mas on HF", "role actors") == [
+        ("planner", "critic"), ("critic", "refiner"), ("refiner", "judger")]
+    assert hops("latent_mas hybrid", "hybrid pair") == [("hf", "vllm")]
+    for hf_name, vllm_name in (("latent_mas on HF", "latent_mas hybrid"),
+                               ("baseline on HF", "baseline on vLLM")):
+        for a, b in zip(placements[hf_name][0], placements[vllm_name][0]):   # the same inputs
+            assert (a["id"], a["prompt_tokens"], [x["input_ids"] for x in a["agents"]]) == \
+                (b["id"], b["prompt_tokens"], [x["input_ids"] for x in b["agents"]])

@@ -2,8 +2,8 @@
 text interface, plus the `prompt_embeds` entry the hybrid LatentMAS judger uses.
 
 Same prompts, same token ids. The prompt text is rendered and tokenized by the *HF* tokenizer
-of the model folder with exactly the HF engine's code (engines/text.py: `render`, `tokenize`,
-`pad_left`, `decode`), and vLLM receives token ids (`TokensPrompt`), never
+of the model folder with exactly the HF engine's code (engines/text.py `TextSide`: `render`,
+`tokenize`, `pad_left`, `decode`), and vLLM receives token ids (`TokensPrompt`), never
 text, so tokenization cannot differ between the engines. Outputs are vLLM's token ids, decoded
 by the same HF tokenizer (`skip_special_tokens=True`, as the HF engine).
 
@@ -129,8 +129,8 @@ class VLLMEngine(TextSide):
     and stop on the same tokens by construction.
 
     Two ways in: the HF engine's batch contract (`generate`, `generate_ids`, `generate_embeds`:
-    submit every row, wait for all) and one request at a time (`submit_ids` / `submit_embeds`
-    -> a Future; `agenerate_ids` / `agenerate_embeds` await one from any event loop), which the
+    submit every row, wait for all) and one request at a time (`submit(ids, embeds, ...)` -> a
+    Future; `agenerate(ids, embeds, ...)` awaits one from any event loop), which the
     streaming methods use to keep the engine full without batch barriers."""
 
     def __init__(self, loop, tokenizer, generation_config, options: VLLMConfig | None = None,
@@ -163,7 +163,8 @@ class VLLMEngine(TextSide):
         from transformers import AutoTokenizer
 
         from .vllm_loop import EngineLoop, Occupancy, occupancy_logger_factory
-        from .vllm_start import check_tensor_parallel, engine_args, model_vocab_rows
+        from .vllm_fit import check_tensor_parallel
+        from .vllm_start import engine_args, model_vocab_rows
 
         options = options or VLLMConfig()
         folder = Path(path)

@@ -1,5 +1,5 @@
-"""How a vLLM engine is started: the engine arguments we choose, `max_num_seqs` from the KV
-budget, and the checks that must pass before anything starts (tensor parallelism vs GPUs).
+"""How a vLLM engine is started: the engine arguments we choose (on CPU `max_num_seqs` from
+the KV budget; whether the run fits is engines/vllm_fit.py's answer).
 
 Plain functions over a VLLMConfig and the model folder's config.json; nothing here starts vLLM.
 """
@@ -15,46 +15,7 @@ import torch
 
 from latentmas_ray.spec.config import VLLMConfig
 from ..errors import ConfigError
-
-# vLLM's own ceiling on a GPU (its default max_num_seqs); a derived value never exceeds it
-MAX_NUM_SEQS_CAP = 256
-
-
-def kv_bytes_per_token(folder: str | Path, dtype: torch.dtype) -> int:
-    """KV-cache bytes one token takes in this model: 2 (K and V) x layers x kv heads x head
-    dim x dtype size, from config.json."""
-    c = json.loads((Path(folder) / "config.json").read_text())
-    c = c.get("text_config", c)
-    heads = int(c["num_attention_heads"])
-    head_dim = int(c.get("head_dim") or c["hidden_size"] // heads)
-    kv_heads = int(c.get("num_key_value_heads") or heads)
-    size = torch.empty((), dtype=dtype).element_size()
-    return 2 * int(c["num_hidden_layers"]) * kv_heads * head_dim * size
-
-
-def derive_max_num_seqs(kv_bytes: int, bytes_per_token: int, seq_tokens: int,
-                        cap: int = MAX_NUM_SEQS_CAP) -> int:
-    """How many sequences of `seq_tokens` positions the KV budget holds at once (1..cap)."""
-    assert kv_bytes > 0 and bytes_per_token > 0 and seq_tokens > 0
-    return max(1, min(cap, kv_bytes // (bytes_per_token * seq_tokens)))
-
-
-def cpu_kv_bytes(options: VLLMConfig) -> int:
-    """The CPU KV budget: VLLM_CPU_KVCACHE_SPACE (GiB) when set, as vLLM reads it, else ours."""
-    env = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
-    gib = float(env) if env else options.cpu_kv_cache_gib
-    return int(gib * (1 << 30))
-
-
-def check_tensor_parallel(tp: int, gpus: float, where: str) -> None:
-    """--tensor_parallel_size N needs N whole GPUs for the vLLM engine (one line otherwise)."""
-    if tp <= 1:
-        return
-    if gpus < tp:
-        raise ConfigError(f"--tensor_parallel_size {tp} needs {tp} GPUs for the vLLM engine, but "
-                          f"{where} has {gpus:g}; lower --tensor_parallel_size or give it more "
-                          "GPUs (--num_gpus_per_replica)")
-
+from .vllm_fit import cpu_kv_bytes, max_num_seqs_for
 
 def engine_args(folder: str, dtype: torch.dtype, options: VLLMConfig, *, cuda: bool,
                 prompt_embeds: bool, seq_tokens: int | None, vocab_mask: bool) -> dict[str, Any]:
@@ -79,8 +40,7 @@ def engine_args(folder: str, dtype: torch.dtype, options: VLLMConfig, *, cuda: b
         if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             kwargs["kv_cache_memory_bytes"] = kv
         if max_num_seqs is None:
-            seq = min(seq_tokens or options.max_model_len or 4096, options.max_model_len or 1 << 30)
-            max_num_seqs = derive_max_num_seqs(kv, kv_bytes_per_token(folder, dtype), seq)
+            max_num_seqs = max_num_seqs_for(folder, dtype, options, seq_tokens)
     if max_num_seqs is not None:
         kwargs["max_num_seqs"] = int(max_num_seqs)
     if vocab_mask:

@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from latentmas_ray.spec.config import SEGMENT_MEMORY_MODES
+
 from ..errors import ConfigError
 from .memory import MemoryView
 from .slab import SlabCache, capacity_for
 
-MEMORY_MODES = ("full", "last_agent", "latent_only")
 
 
 @dataclass
@@ -248,11 +249,11 @@ class BatchKV:
         self.segments = [Segment(0, k, 0)]
         return self
 
-    def apply_memory_mode(self, mode: str) -> "BatchKV":
+    def keep_segments(self, mode: str) -> "BatchKV":
         """What an agent passes on (REFERENCE.md 3.7): "full" everything (the reference);
         "last_agent" only the last agent's prompt + latents (`sequential_info_only`);
         "latent_only" only the last agent's latent vectors (`latent_only`)."""
-        assert mode in MEMORY_MODES, mode
+        assert mode in SEGMENT_MEMORY_MODES, mode
         if mode == "full" or not self.segments:
             return self
         last = self.segments[-1]

@@ -3,7 +3,7 @@
 After each thinking agent the batch's working memory (BatchKV) is cut by the run's memory mode
 (MethodConfig.memory):
 
-    full / last_agent / latent_only   the reference's modes (BatchKV.apply_memory_mode)
+    full / last_agent / latent_only   the reference's modes (BatchKV.keep_segments)
     layers        KVComm-style: only the --memory_layers layers' KV is passed on; in every
                   other layer the entries so far are hidden from all later queries (and not
                   shipped between actors)
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-ABLATIONS = ("layers", "top_attention", "top_key_norm")
+from latentmas_ray.spec.config import ABLATION_MEMORY_MODES
 
 
 class AttentionMass:
@@ -83,8 +83,8 @@ def key_norm_scores(kv) -> torch.Tensor:
 def apply_memory(kv, method_cfg, mass: AttentionMass | None = None) -> None:
     """Cut `kv` to what the agent passes on under method_cfg.memory (in place)."""
     mode = method_cfg.memory
-    if mode not in ABLATIONS:
-        kv.apply_memory_mode(mode)
+    if mode not in ABLATION_MEMORY_MODES:
+        kv.keep_segments(mode)
     elif mode == "layers":
         kv.hide_in_other_layers(parse_layers(method_cfg.memory_layers), kv.length)
     else:

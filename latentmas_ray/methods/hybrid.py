@@ -29,7 +29,6 @@ actors/vllm_actor.py runs phase 1 and phase 2 in two actors, pipelined.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,10 +39,9 @@ from latentmas_ray.engines.hf_vllm_pair import HybridEngine
 from ..engines.vllm import call_seeds
 from ..prompts import team_for
 from .latent_inputs import LatentRecorder, agent_input_embeds, prompt_embeds
-from .latent_mas import (answering_role, judger_step, judger_uses_memory, latent_agent_step,
-                         role_prompt_ids, thinking_roles)
-from .result import (AgentTrace, Hop, SampleResult, completions, finish, generators_for,
-                     sampling_for)
+from .latent_mas import (answering_role, judger_result, judger_step, judger_uses_memory,
+                         latent_agent_step, role_prompt_ids, thinking_roles)
+from .result import AgentTrace, Hop, SampleResult, completions, generators_for, sampling_for
 
 
 @dataclass
@@ -140,21 +138,25 @@ def judge_phase(vllm, batch: LatentBatch, method_cfg, run_seed: int,
     results = []
     for row, out in enumerate(outs):
         i, j = row // k, row % k
-        s = batch.samples[i]
-        text = vllm.decode(out).strip()
-        shared = [dataclasses.replace(a, seconds=a.seconds / k) for a in batch.traces[i]]
-        agents = shared + [AgentTrace(
-            answerer.role, answerer.name, batch.judger_ids[i], out,
-            len(batch.judger_ids[i]), len(out), 0, judger_seconds, text)]
-        result = finish(s.id, text, agents, sum(a.seconds for a in agents), j)
-        nbytes = int(batch.embeds[i].numel() * batch.embeds[i].element_size())
+        result = judger_result(vllm, batch.samples[i].id, answerer, batch.judger_ids[i], out,
+                               batch.traces[i], judger_seconds, k=k, j=j)
         # shipped once per sample: each of its K rows carries a K-th of the bytes and time
-        result.hops.append(Hop("hf", "vllm", "embeds", nbytes // k, transfer_ms / (b * k)))
+        result.hops.append(_hop(batch.embeds[i], transfer_ms / (b * k), k))
         if stats is not None and j == 0:
-            stats[s.id] = HybridStats(nbytes, int(batch.embeds[i].shape[0]), batch.hf_seconds / b,
-                                      vllm_seconds / b, {"memory_used": batch.memory_used})
+            stats[batch.samples[i].id] = _stats(batch, i, vllm_seconds / b)
         results.append(result)
     return results
+
+
+def _hop(emb: torch.Tensor, ms: float, k: int = 1) -> Hop:
+    """The hf -> vllm hop of one judger input [N, D], as one of its sample's K rows records it."""
+    return Hop("hf", "vllm", "embeds", int(emb.numel() * emb.element_size()) // k, ms)
+
+
+def _stats(batch: LatentBatch, i: int, vllm_seconds: float) -> HybridStats:
+    emb, b = batch.embeds[i], len(batch.samples)
+    return HybridStats(int(emb.numel() * emb.element_size()), int(emb.shape[0]),
+                       batch.hf_seconds / b, vllm_seconds, {"memory_used": batch.memory_used})
 
 
 def _seeds(vllm, samples, method_cfg, run_seed: int) -> list[int | None]:
@@ -184,13 +186,8 @@ async def judge_sample(vllm, batch: LatentBatch, i: int, method_cfg, run_seed: i
     (seed,) = _seeds(vllm, [s], method_cfg, run_seed)
     out = await vllm.agenerate(None, emb, budget, sampling_for(vllm, method_cfg), seed)
     vllm_seconds = time.perf_counter() - t0
-    text = vllm.decode(out).strip()
-    agents = list(batch.traces[i]) + [AgentTrace(
-        answerer.role, answerer.name, batch.judger_ids[i], out,
-        len(batch.judger_ids[i]), len(out), 0, batch.embed_seconds / b + vllm_seconds, text)]
-    result = finish(s.id, text, agents, sum(a.seconds for a in agents))
+    result = judger_result(vllm, s.id, answerer, batch.judger_ids[i], out, batch.traces[i],
+                           batch.embed_seconds / b + vllm_seconds)
     result.max_new_tokens = budget if budget != method_cfg.max_new_tokens else None
-    nbytes = int(emb.numel() * emb.element_size())
-    result.hops.append(Hop("hf", "vllm", "embeds", nbytes, transfer_ms / b))
-    return result, HybridStats(nbytes, int(emb.shape[0]), batch.hf_seconds / b, vllm_seconds,
-                               {"memory_used": batch.memory_used})
+    result.hops.append(_hop(emb, transfer_ms / b))
+    return result, _stats(batch, i, vllm_seconds)

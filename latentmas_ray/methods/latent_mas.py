@@ -98,17 +98,24 @@ def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[lis
                            generators_for(engine, samples, method_cfg, run_seed),
                            **({"num_return_sequences": k} if k > 1 else {}))   # B*K rows
     per_row = clock.lap() / (b * k)
-    results = []
-    for row, out in enumerate(outs):
-        i, j = row // k, row % k
-        text = engine.decode(out).strip()
-        shared = traces[i] if k == 1 else [dataclasses.replace(a, seconds=a.seconds / k)
-                                           for a in traces[i]]
-        agents = list(shared) + [AgentTrace(
-            answerer.role, answerer.name, prompt_ids[i], out, len(prompt_ids[i]), len(out), 0,
-            per_row, text, engine_label(engine))]
-        results.append(finish(samples[i].id, text, agents, sum(a.seconds for a in agents), j))
-    return results
+    return [judger_result(engine, samples[row // k].id, answerer, prompt_ids[row // k], out,
+                          traces[row // k], per_row, k=k, j=row % k)
+            for row, out in enumerate(outs)]
+
+
+def judger_result(engine, sample_id: str, answerer, prompt_ids: list[int], out: list[int],
+                  traces: list[AgentTrace], seconds: float, *, k: int = 1, j: int = 0
+                  ) -> SampleResult:
+    """Completion j (of K) of a sample's judger, decoded by `engine` from `out`: the earlier
+    agents' traces (their seconds split over the K completions that share them), the judger's
+    own trace, and the sums. The one place a judger's result is assembled: the HF judger here,
+    the hybrid's vLLM judger (methods/hybrid.py, batched and streamed), every placement."""
+    text = engine.decode(out).strip()
+    shared = list(traces) if k == 1 else [dataclasses.replace(a, seconds=a.seconds / k)
+                                          for a in traces]
+    agents = shared + [AgentTrace(answerer.role, answerer.name, prompt_ids, out, len(prompt_ids),
+                                  len(out), 0, seconds, text, engine_label(engine))]
+    return finish(sample_id, text, agents, sum(a.seconds for a in agents), j)
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,

@@ -61,13 +61,5 @@ def lookup(task: str, model: str, method: str, setting: str) -> PaperRow | None:
     return None
 
 
-def published_improvement(task: str, model: str, setting: str) -> dict | None:
-    """The paper's own LatentMAS-vs-TextMAS column (acc_points, token_change_pct, speedup)."""
-    for e in tables()["improvements"]:
-        if (e["task"], e["model"], e["setting"]) == (task, model, setting):
-            return e
-    return None
-
-
 def task_display(task: str) -> str:
     return tables()["task_names"].get(task, task)

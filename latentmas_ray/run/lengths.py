@@ -1,5 +1,6 @@
-"""Lengths checked before any engine starts: on vLLM every prompt plus max_new_tokens must fit
---vllm_max_model_len (vLLM would otherwise reject the request, or stop the generation early).
+"""Lengths measured before any engine starts: on vLLM every prompt plus max_new_tokens must fit
+--vllm_max_model_len (vLLM would otherwise reject the request, or stop the generation early);
+the rule and its message are engines/vllm_fit.py's, this module measures the prompts.
 
     check_lengths(cfg, samples, model_path, prompts) -> longest prompt (positions)
 
@@ -18,7 +19,7 @@ from typing import Sequence
 
 from latentmas_ray.spec.config import RunConfig
 from latentmas_ray.engines.text import TextSide
-from latentmas_ray.errors import ConfigError
+from latentmas_ray.engines.vllm_fit import check_prompt_lengths
 from latentmas_ray.prompts import agent_messages, build_messages, team_for
 
 
@@ -55,25 +56,10 @@ def prompt_lengths(cfg: RunConfig, samples: Sequence, tok, prompts: dict[str, st
 
 def check_lengths(cfg: RunConfig, samples: Sequence, model_path, prompts: dict[str, str] | None
                   ) -> int:
-    """Raise ONE line naming the worst sample and its numbers when a vLLM input cannot fit;
-    returns the longest input. Nothing to check without vLLM or without a length limit."""
-    limit = cfg.execution.vllm.max_model_len
-    if cfg.engine_kind == "hf" or limit is None or not samples:
+    """Measure every vLLM input known before the run and ask engines/vllm_fit.py whether it
+    fits: ONE line naming the worst sample when not; returns the longest input. Nothing to
+    measure without vLLM or without a length limit."""
+    if cfg.engine_kind == "hf" or cfg.execution.vllm.max_model_len is None or not samples:
         return 0
-    lengths = prompt_lengths(cfg, samples, Tokenizer(str(model_path)), prompts)
-    new = cfg.method.max_new_tokens
-    clip = cfg.execution.vllm.clip_max_new_tokens
-    # with clipping a prompt only needs room for one new token
-    bad = {i: n for i, n in lengths.items() if n + (1 if clip else new) > limit}
-    if bad:
-        worst = max(bad, key=bad.get)
-        n = bad[worst]
-        more = f" (and {len(bad) - 1} more of {len(samples)} samples)" if len(bad) > 1 else ""
-        what = "the judger's input" if cfg.engine_kind == "hybrid" else "prompt"
-        hint = ("raise --vllm_max_model_len" if clip else
-                "raise --vllm_max_model_len, lower --max_new_tokens, or pass "
-                "--vllm_clip_max_new_tokens to cut max_new_tokens per sample to what fits")
-        raise ConfigError(f"sample {worst}: {what} of {n} tokens + max_new_tokens "
-                          f"{1 if clip else new} = {n + (1 if clip else new)} > "
-                          f"--vllm_max_model_len {limit}{more}; {hint}")
-    return max(lengths.values())
+    return check_prompt_lengths(cfg, prompt_lengths(cfg, samples, Tokenizer(str(model_path)),
+                                                    prompts))

@@ -25,7 +25,7 @@ import asyncio
 from typing import Any, Callable, Sequence
 
 from latentmas_ray.spec.config import RunConfig
-from latentmas_ray.run.batch import score_rows
+from latentmas_ray.run.rows import rows_for
 
 # requests outstanding per max_num_seqs slot: 2 keeps vLLM's waiting queue non-empty, so a
 # slot that frees is refilled at the next engine step
@@ -70,8 +70,7 @@ class StreamEvaluator:
 
     async def run(self, samples: Sequence) -> list[dict[str, Any]]:
         samples = list(samples)
-        results = await self.generate_batch(samples)
-        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
+        return rows_for(self.cfg, samples, await self.generate_batch(samples))
 
     async def judge(self, batch, transfer_ms: float = 0.0) -> list[tuple[Any, Any]]:
         """Every judger of a LatentBatch submitted at once -> (SampleResult, HybridStats) each."""
@@ -85,10 +84,6 @@ class StreamEvaluator:
         return list(await asyncio.gather(*(
             judge_sample(self.vllm, batch, i, self.cfg.method, self.cfg.seed, transfer_ms)
             for i in range(len(batch.samples)))))
-
-    async def judge_rows(self, batch, transfer_ms: float = 0.0) -> list[dict[str, Any]]:
-        results = [r for r, _ in await self.judge(batch, transfer_ms)]
-        return score_rows(batch.samples, results, self.cfg.scoring, self.cfg.method.method)
 
 
 class Window:
@@ -133,8 +128,7 @@ async def stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
         buffered.extend(pairs)
         while buffered and (len(buffered) >= cfg.generate_bs or final):
             part, buffered[:] = buffered[:cfg.generate_bs], buffered[cfg.generate_bs:]
-            on_rows(score_rows([s for s, _ in part], [r for _, r in part], cfg.scoring,
-                               cfg.method.method))
+            on_rows(rows_for(cfg, [s for s, _ in part], [r for _, r in part]))
 
     async def one(sample):
         return sample, await ev.generate(sample)

@@ -36,9 +36,13 @@ __all__ = ["ExecutionConfig", "MethodConfig", "ModelConfig", "RunConfig", "VLLMC
 METHODS = ("baseline", "text_mas", "latent_mas")
 TOPOLOGIES = ("sequential", "hierarchical")
 SCORING_MODES = ("standard", "reference")
-# full / last_agent / latent_only: the reference's three; layers, top_attention, top_key_norm:
-# ablations (latent/memory.py): KVComm-style selected layers, kNN-LatentMAS-style top-k pruning
-MEMORY_MODES = ("full", "last_agent", "latent_only", "layers", "top_attention", "top_key_norm")
+# What --memory accepts, the one list (latent/cache.py and latent/memory.py read their parts):
+# the reference's three, which keep whole agents' cache segments (BatchKV.keep_segments) ...
+SEGMENT_MEMORY_MODES = ("full", "last_agent", "latent_only")
+# ... and the ablations (latent/memory.py): KVComm-style selected layers, kNN-LatentMAS-style
+# top-k pruning by attention received or by key norm
+ABLATION_MEMORY_MODES = ("layers", "top_attention", "top_key_norm")
+MEMORY_MODES = SEGMENT_MEMORY_MODES + ABLATION_MEMORY_MODES
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 

@@ -118,10 +118,22 @@ def kv_layout(folder: Path) -> dict[str, int]:
     except Exception as e:  # noqa: BLE001 - one line naming the folder
         raise ConfigError(f"cannot read the model config in {folder}: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    return kv_layout_of(c)
+
+
+def kv_layout_of(c) -> dict[str, int]:
+    """Layers, KV heads and head dim of a (text) model config, loaded (an engine's)."""
     heads = c.num_attention_heads
     return {"layers": c.num_hidden_layers,
             "KV heads": getattr(c, "num_key_value_heads", None) or heads,
             "head dim": getattr(c, "head_dim", None) or c.hidden_size // heads}
+
+
+def kv_bytes_per_position(layout: dict[str, int], dtype_bytes: int) -> int:
+    """KV-cache bytes one position takes: K and V x layers x KV heads x head dim x dtype size.
+    The one formula: vLLM's KV budget (engines/vllm_fit.py) and the disaggregated hop's cost
+    model (methods/disaggregated.py) both read it."""
+    return 2 * layout["layers"] * layout["KV heads"] * layout["head dim"] * dtype_bytes
 
 
 def _vocab(folder: Path) -> dict[str, int]:
