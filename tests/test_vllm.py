@@ -520,6 +520,7 @@ def same_fields(row: dict) -> dict:
                         a["generated_tokens"], a["latent_steps"]) for a in row["agents"]]}
 
 
+@pytest.mark.vllm
 def test_every_placement_builds_the_same_rows(hf_smollm2, vllm_engine, hybrid_engine,
                                               smollm2_dir, gsm8k):
     """The same batch through every placement available on CPU, each with the engines it
