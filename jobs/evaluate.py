@@ -96,6 +96,10 @@ def evaluate(cfg: RunConfig, console) -> int:
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
                   f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
                   highlight=False)
+    if cfg.method.degenerate_latent_mas:
+        console.print("note: latent_mas with --latent_steps 0 equals the baseline with a longer "
+                      "prompt (the judger drops the agents' cache, as in the reference); the "
+                      "default is --latent_steps 20", highlight=False)
     with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
         prior = (store.read().select(["correct", "generated_tokens"]).to_pylist()
                  if done and observer.wants_rows else [])

@@ -85,7 +85,14 @@ class MethodConfig:
         default="latent_mas", metadata=flag("baseline, text_mas or latent_mas (default)"))
     prompt: Literal["sequential", "hierarchical"] = field(
         default="sequential", metadata=flag("agent topology, default sequential"))
-    latent_steps: int = field(default=0, metadata=flag("latent thoughts per agent (default 0)"))
+    # The reference defaults to 0, which its own README and issues call degenerate: the judger
+    # then drops the agents' cache (its issue #13), so "LatentMAS" is the baseline with a longer
+    # prompt. 20: the lower end of the 20-80 steps the paper's text and the reference README
+    # recommend, and what the authors' development script used (README: Defaults).
+    latent_steps: int = field(default=20, metadata=flag(
+        "latent thoughts per agent (default 20, where the reference's 0 does no latent thinking "
+        "and its judger drops the agents' cache; the paper and the reference README suggest "
+        "20-80, more steps cost one forward pass each)"))
     # ridge matrix instead of identity (the norm rescale is always on, as in the reference)
     latent_space_realign: bool = field(default=False, metadata=flag(
         "ridge realignment matrix instead of the identity"))
@@ -157,6 +164,14 @@ class MethodConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def degenerate_latent_mas(self) -> bool:
+        """LatentMAS at --latent_steps 0 with the reference's quirk: the judger drops the
+        agents' cache and answers from its own prompt alone, i.e. the baseline with the
+        judger's longer prompt."""
+        return (self.method == "latent_mas" and self.latent_steps == 0
+                and self.judger_drops_cache_at_zero_steps)
 
 
 def _layer_list(value) -> str:
