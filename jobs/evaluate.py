@@ -109,7 +109,7 @@ def evaluate(cfg: RunConfig, console) -> int:
                               observer=observer)
         else:
             wall = run_in_process(cfg, store, pending, model_path, prompts, console,
-                                  n_done=len(done), observer=observer)
+                                  n_done=len(task.samples) - len(pending), observer=observer)
 
         # streamed: neither step holds the run's table in memory (W&B's per-sample table aside)
         store.consolidate(order=[s.id for s in task.samples], read_back=False)

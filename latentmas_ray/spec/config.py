@@ -40,6 +40,12 @@ SCORING_MODES = ("standard", "reference")
 # ablations (latent/memory.py): KVComm-style selected layers, kNN-LatentMAS-style top-k pruning
 MEMORY_MODES = ("full", "last_agent", "latent_only", "layers", "top_attention", "top_key_norm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+IN_PROCESS_BATCH = 20   # the reference's --generate_bs
+# On Ray a batch is what the driver sees finish and writes: with the reference's 20 and
+# --max_new_tokens 4096 a 2-replica CPU cluster showed "progress 0/40" for 14 minutes and a
+# `ray job stop` lost all of it. 4 samples end (are written, counted) within about a minute
+# for the embedded model on a CPU replica; on GPUs raise --generate_bs for throughput.
+RAY_BATCH = 4
 
 
 @dataclass
@@ -192,8 +198,13 @@ class RunConfig:
     data: str | None = field(default=None, metadata=flag(
         "local data file; 'hub' for the reference's hub dataset"))
     max_samples: int = field(default=-1, metadata=flag("first N samples; -1 = all (default)"))
-    generate_bs: int = field(default=20, metadata=flag(
-        "samples per batch (default 20); results do not depend on it"))
+    # None: 20 in process (the reference's), RAY_BATCH on Ray, where a batch is the unit of
+    # progress, of the store's writes and of what a `ray job stop` loses (see batch_size)
+    generate_bs: int | None = field(default=None, metadata=flag(
+        "samples per batch; results do not depend on it (default: 20 in process, as the "
+        "reference; 4 with --ray, so each replica's first batch is written, and shows in the "
+        "progress line, within a minute or so, and a stop loses only the batches running; "
+        "raise it for throughput on GPUs)"))
     seed: int = field(default=42, metadata=flag("run seed (default 42)"))
     output: str | None = field(default=None, metadata=flag(
         "run folder (default results/<task>-<method>-<model>-<hash>)"))
@@ -215,7 +226,8 @@ class RunConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def __post_init__(self):
-        _check(self.generate_bs >= 1, f"--generate_bs must be >= 1, got {self.generate_bs}")
+        _check(self.generate_bs is None or self.generate_bs >= 1,
+               f"--generate_bs must be >= 1, got {self.generate_bs}")
         _check(self.max_samples == -1 or self.max_samples >= 1,
                f"--max_samples must be -1 (all) or >= 1, got {self.max_samples}")
         _check(self.scoring in SCORING_MODES,
@@ -251,6 +263,13 @@ class RunConfig:
                f"--hop_payload embeds needs --memory full, not {m.memory}: a pruned memory keeps "
                "cache entries that attended to the dropped ones, and re-prefilling the kept "
                "inputs cannot rebuild them; use --hop_payload kv (or auto)")
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per batch: --generate_bs, else 20 in process and RAY_BATCH on Ray."""
+        if self.generate_bs is not None:
+            return self.generate_bs
+        return RAY_BATCH if self.execution.ray else IN_PROCESS_BATCH
 
     @property
     def engine_kind(self) -> Literal["hf", "vllm", "hybrid"]:
