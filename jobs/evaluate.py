@@ -137,9 +137,11 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
+    from latentmas_ray.run.progress import quiet_library_bars
     from latentmas_ray.errors import exit_status
     from latentmas_ray.spec.flags import build_run_config
 
+    quiet_library_bars()
     console = Console(stderr=True)
     args = build_parser().parse_args(argv)
     return exit_status(lambda: evaluate(build_run_config(args, ray=True), console), console)

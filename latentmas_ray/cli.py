@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from latentmas_ray.run.progress import quiet_library_bars
+
+    quiet_library_bars()
     return execute(build_parser().parse_args(argv))
 
 

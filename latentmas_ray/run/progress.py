@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Callable, Iterator
 
 from rich.console import Console
@@ -31,3 +32,11 @@ def progress_bar(console: Console, label: str, total: int, completed: int = 0,
             progress.update(task, rate=f"{speed:.2f}/s" if speed else "",
                             extra=extra() if extra else "")
         yield advance
+
+
+def quiet_library_bars() -> None:
+    """No library progress bars (transformers' tqdm "Loading weights" at each model load)
+    between our own lines. Set before huggingface_hub is imported, which reads it once; a user
+    who wants them sets HF_HUB_DISABLE_PROGRESS_BARS=0. Ray actors get it in their environment
+    (actors/common.py ACTOR_ENV)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
