@@ -131,7 +131,8 @@ def build_parser():
     """`latentmas-ray run`'s flags (built from the run specification)."""
     from latentmas_ray.spec.flags import run_parser
     from latentmas_ray.tasks.registry import TASKS
-    return run_parser("python -m jobs.evaluate", DESCRIPTION, list(TASKS))
+    return run_parser("python -m jobs.evaluate", DESCRIPTION + " Here --ray is implied.",
+                      list(TASKS))
 
 
 def main(argv: list[str] | None = None) -> int:

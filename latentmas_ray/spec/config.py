@@ -196,7 +196,8 @@ class RunConfig:
         "default arc_easy (its shipped 50-row demo sample)"))
     # local file; None = the shipped demo sample or the hub
     data: str | None = field(default=None, metadata=flag(
-        "local data file; 'hub' for the reference's hub dataset"))
+        "local data file; 'hub' for the reference's hub dataset (default: the task's shipped "
+        "demo sample where it has one, else the hub)"))
     max_samples: int = field(default=-1, metadata=flag("first N samples; -1 = all (default)"))
     # None: 20 in process (the reference's), RAY_BATCH on Ray, where a batch is the unit of
     # progress, of the store's writes and of what a `ray job stop` loses (see batch_size)
@@ -212,7 +213,7 @@ class RunConfig:
     scoring: Literal["standard", "reference"] = field(default="standard", metadata=flag(
         "standard (default) or the reference's exact string match"))
     prompt_file: str | None = field(default=None, metadata=flag(
-        "JSON file overriding the built-in prompt texts"))
+        "JSON file overriding the built-in prompt texts (default: the built-in texts)"))
     on_bad_row: Literal["error", "skip"] = field(default="error", metadata=flag(
         "a malformed data row stops the run (default) or is reported and skipped"))
     # Decode on vLLM: baseline / TextMAS entirely, LatentMAS's judger from the HF agents'
