@@ -2,12 +2,13 @@
 one plain line every --progress_every seconds. Either way summary.json holds the same figures
 (status "running") at that pace, so a dashboard or `cat` sees the run move.
 
-    progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4 running 32 in 8 batches (oldest 41s)
+    progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4 in flight 32 (8 batches, oldest 0m41s)
 
 Counts are of the whole run: a resumed run starts at what earlier sessions finished (done and
 total over every sample of the run, accuracy over those same done samples), while the rate
-and ETA are this session's. `running` is the work inside batches: samples handed to replicas
-and not yet written, and how long the oldest batch has been out, so a slow first batch shows.
+and ETA are this session's. `in flight` is the work inside batches: samples handed to replicas
+(running or queued on the actor) and not yet written, and how long the oldest of their batches
+has been out, so a slow first batch shows.
 """
 
 from __future__ import annotations
@@ -77,15 +78,15 @@ class Monitor:
                 "done_this_session": self.done, "samples_per_s": round(rate, 3),
                 "eta_seconds": round(left / rate, 1) if rate > 0 else None,
                 "accuracy": self.accuracy, "replicas_alive": self.alive,
-                "replicas": self.replicas, "running_samples": samples,
-                "running_batches": batches, "oldest_batch_seconds": round(oldest, 1),
+                "replicas": self.replicas, "in_flight_samples": samples,
+                "in_flight_batches": batches, "oldest_batch_seconds": round(oldest, 1),
                 "elapsed_seconds": round(elapsed, 1)}
 
     def running_text(self) -> str:
         samples, batches, oldest = self.running_work
         if not batches:
             return ""
-        return f" running {samples} in {batches} batches (oldest {eta_text(oldest)})"
+        return f" in flight {samples} ({batches} batches, oldest {eta_text(oldest)})"
 
     def tick(self, alive: int, running: tuple[int, int, float] = (0, 0, 0.0)) -> None:
         """Called every loop turn: prints / writes when --progress_every has passed. running:

@@ -32,10 +32,10 @@ def test_a_resumed_run_counts_the_whole_run(tmp_path):
     lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("progress")]
     assert lines and all(ln.startswith("progress 28/40 (70.0%)") for ln in lines), lines
     assert all("acc 14.3%" in ln for ln in lines)                      # (1 + 3) / 28
-    assert "replicas 2/2 running 8 in 2 batches (oldest 1m15s)" in lines[0]
+    assert "replicas 2/2 in flight 8 (2 batches, oldest 1m15s)" in lines[0]
     progress = json.loads((tmp_path / "run" / "summary.json").read_text())["progress"]
     assert (progress["done"], progress["total"], progress["done_this_session"]) == (28, 40, 4)
-    assert progress["running_samples"] == 8 and progress["oldest_batch_seconds"] == 75.0
+    assert progress["in_flight_samples"] == 8 and progress["oldest_batch_seconds"] == 75.0
 
 
 def test_a_slow_first_batch_shows_as_running_work(tmp_path):
@@ -43,4 +43,4 @@ def test_a_slow_first_batch_shows_as_running_work(tmp_path):
     with mon.running():
         mon.tick(2, (8, 2, 61.0))
     first = next(ln for ln in out.getvalue().splitlines() if ln.startswith("progress"))
-    assert re.match(r"progress 0/40 \(0\.0%\) .* running 8 in 2 batches \(oldest 1m01s\)", first)
+    assert re.match(r"progress 0/40 \(0\.0%\) .* in flight 8 \(2 batches, oldest 1m01s\)", first)
