@@ -9,9 +9,10 @@
 fake GPU resources (`--num-gpus`: Ray schedules on them; torch still sees no CUDA, so the
 replicas run on CPU). Each node has its own Ray temp dir, as separate machines would. It prints
 one line to paste, `export RAY_ADDRESS=http://127.0.0.1:<dashboard port> RAY_AUTH_MODE=token`,
-after which `ray job submit / logs / stop / list` work as Ray prints them, and records the process ids in --state-dir so `stop` ends exactly these processes (it
-never runs `ray stop`, which would end every Ray on the machine) and removes what `start`
-created (the nodes' temp dirs, the logs; `--keep-logs` keeps them).
+after which `ray job submit / logs / stop / list` work as Ray prints them, and records the
+process ids in --state-dir so `stop` ends exactly these processes (it never runs `ray stop`,
+which would end every Ray on the machine) and removes what `start` created (the nodes' temp
+dirs, the logs; `--keep-logs` keeps them).
 
 The dashboard / job server listens on 127.0.0.1; the GCS port, as Ray does, on every interface,
 so token authentication (Ray 2.60's default) stays on unless `--auth disabled`. With it on,

@@ -204,7 +204,7 @@ class Driver:
                         self.fleet.on_ref(kind, ref, what)
                     else:
                         self.on_result(ref, kind, *what)
-                self.monitor.tick(len(self.sched.live_replicas()), self.running_work())
+                self.monitor.tick(len(self.sched.live_replicas()), self.in_flight_work())
         return time.perf_counter() - (start or time.perf_counter())
 
     def join(self) -> None:
@@ -218,7 +218,7 @@ class Driver:
                 self.sched.replica_up(rid)
         self.fleet.joined.clear()
 
-    def running_work(self) -> tuple[int, int, float]:
+    def in_flight_work(self) -> tuple[int, int, float]:
         """(samples handed out and not yet written, their batches, seconds the oldest is out)."""
         out = [what for kind, what in self.inflight.values() if kind in ("run", "gen", "score")]
         now = time.perf_counter()

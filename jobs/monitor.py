@@ -2,7 +2,8 @@
 one plain line every --progress_every seconds. Either way summary.json holds the same figures
 (status "running") at that pace, so a dashboard or `cat` sees the run move.
 
-    progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4 in flight 32 (8 batches, oldest 0m41s)
+    progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4
+        in flight 32 (8 batches, oldest 0m41s)          (one line)
 
 Counts are of the whole run: a resumed run starts at what earlier sessions finished (done and
 total over every sample of the run, accuracy over those same done samples), while the rate
@@ -36,7 +37,7 @@ class Monitor:
         self.prior_done, self.prior_correct = prior
         self.done = self.correct = 0
         self.alive, self.replicas = 0, replicas
-        self.running_work: tuple[int, int, float] = (0, 0, 0.0)   # samples, batches, oldest s
+        self.in_flight_work: tuple[int, int, float] = (0, 0, 0.0)   # samples, batches, oldest s
         self.t0 = time.perf_counter()
         self.last = self.t0
         self.advance: Callable[[int], None] = lambda n: None
@@ -51,8 +52,11 @@ class Monitor:
             yield self
             self.emit()
             return
+        def extra() -> str:
+            return f"acc {self.accuracy:.1%}{self.in_flight_text()}"
+
         with progress_bar(self.console, "samples", total=self.total, completed=self.prior_done,
-                          extra=lambda: f"acc {self.accuracy:.1%}{self.running_text()}") as advance:
+                          extra=extra) as advance:
             self.advance = advance
             yield self
 
@@ -73,7 +77,7 @@ class Monitor:
         elapsed = time.perf_counter() - self.t0
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = self.total - self.done_in_run
-        samples, batches, oldest = self.running_work
+        samples, batches, oldest = self.in_flight_work
         return {"status": "running", "done": self.done_in_run, "total": self.total,
                 "done_this_session": self.done, "samples_per_s": round(rate, 3),
                 "eta_seconds": round(left / rate, 1) if rate > 0 else None,
@@ -82,8 +86,8 @@ class Monitor:
                 "in_flight_batches": batches, "oldest_batch_seconds": round(oldest, 1),
                 "elapsed_seconds": round(elapsed, 1)}
 
-    def running_text(self) -> str:
-        samples, batches, oldest = self.running_work
+    def in_flight_text(self) -> str:
+        samples, batches, oldest = self.in_flight_work
         if not batches:
             return ""
         return f" in flight {samples} ({batches} batches, oldest {eta_text(oldest)})"
@@ -91,7 +95,7 @@ class Monitor:
     def tick(self, alive: int, running: tuple[int, int, float] = (0, 0, 0.0)) -> None:
         """Called every loop turn: prints / writes when --progress_every has passed. running:
         (samples out on replicas, their batches, seconds since the oldest was handed out)."""
-        self.alive, self.running_work = alive, running
+        self.alive, self.in_flight_work = alive, running
         now = time.perf_counter()
         if now - self.last >= self.every_s:
             self.last = now
@@ -104,7 +108,7 @@ class Monitor:
                 f"progress {f['done']}/{f['total']} ({f['done'] / max(f['total'], 1):.1%}) "
                 f"{f['samples_per_s']:.2f} samples/s ETA {eta_text(f['eta_seconds'])} "
                 f"acc {f['accuracy']:.1%} replicas {f['replicas_alive']}/{f['replicas']}"
-                f"{self.running_text()}", highlight=False, soft_wrap=True)
+                f"{self.in_flight_text()}", highlight=False, soft_wrap=True)
         try:
             self.store.write_summary({"progress": f})
         except OSError:     # informative only; the parts are the truth

@@ -76,7 +76,9 @@ def _argparse_kwargs(f: dataclasses.Field, tp) -> dict[str, Any]:
     if base is bool:
         return {**kw, "action": "store_false" if f.metadata.get("negate") else "store_true"}
     assert base in (int, float, str), f"no flag type for {f.name}: {tp}"
-    return {**kw, "type": base, **({"metavar": {int: "N", float: "X"}[base]} if base is not str else {})}
+    if base is str:
+        return {**kw, "type": base}                 # metavar: the flag's name, e.g. OUTPUT
+    return {**kw, "type": base, "metavar": {int: "N", float: "X"}[base]}
 
 
 def _help_with_default(f: dataclasses.Field, tp) -> str:
@@ -103,7 +105,8 @@ def add_run_arguments(p: Parser, tasks: list[str] | None = None) -> None:
     for name, (path, f, tp) in spec_flags().items():
         kw = _argparse_kwargs(f, tp)
         if name == "task" and tasks:
-            kw.update(type=_task_name(tasks), metavar="TASK", help=f"{', '.join(tasks)}; {kw['help']}")
+            kw.update(type=_task_name(tasks), metavar="TASK",
+                      help=f"{', '.join(tasks)}; {kw['help']}")
         group = groups[GROUP_OF.get(name) or SECTION_GROUP[path[:-1]]]
         p.add(f"--{name}", dest=name, group=group, **kw)
 
