@@ -91,14 +91,15 @@ class MethodConfig:
         default="latent_mas", metadata=flag("baseline, text_mas or latent_mas (default)"))
     prompt: Literal["sequential", "hierarchical"] = field(
         default="sequential", metadata=flag("agent topology, default sequential"))
-    # The reference defaults to 0, which its own README and issues call degenerate: the judger
-    # then drops the agents' cache (its issue #13), so "LatentMAS" is the baseline with a longer
-    # prompt. 20: the lower end of the 20-80 steps the paper's text and the reference README
-    # recommend, and what the authors' development script used (README: Defaults).
+    # The reference defaults to 0, which its own issues call degenerate: the judger then drops
+    # the agents' cache (its issue #13), so "LatentMAS" is the baseline with a longer prompt.
+    # 20: its README suggests tuning in 0-80, the authors' commands use 10 (AIME) and 20 (their
+    # development script), and the paper reports accuracy peaking at 40-80 (README: Defaults).
     latent_steps: int = field(default=20, metadata=flag(
-        "latent thoughts per agent (default 20, where the reference's 0 does no latent thinking "
-        "and its judger drops the agents' cache; the paper and the reference README suggest "
-        "20-80, more steps cost one forward pass each)"))
+        "latent thoughts per agent (default 20; the reference's default 0 does no latent "
+        "thinking, its judger drops the agents' cache. Its README suggests tuning in 0-80, the "
+        "authors' runs use 10-20, the paper reports a peak at 40-80; each step is one forward "
+        "pass per agent)"))
     # ridge matrix instead of identity (the norm rescale is always on, as in the reference)
     latent_space_realign: bool = field(default=False, metadata=flag(
         "ridge realignment matrix instead of the identity"))
