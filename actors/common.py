@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 # Environment of every model actor: never reach a hub, no tokenizer thread pools fighting the
-# torch threads.
-ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# torch threads, no library progress bars in `ray job logs` between the progress lines.
+ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+             "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def local_model_path(cfg, model_path: str | None) -> Path:

@@ -8,9 +8,11 @@
 127.0.0.1) and N worker nodes (`ray start --address ... --block`), each its own raylet, with
 fake GPU resources (`--num-gpus`: Ray schedules on them; torch still sees no CUDA, so the
 replicas run on CPU). Each node has its own Ray temp dir, as separate machines would. It prints
-the GCS address (for `--address` / RAY_ADDRESS) and the dashboard address (for `ray job
-submit`), and records the process ids in --state-dir so `stop` ends exactly these processes (it
-never runs `ray stop`, which would end every Ray on the machine).
+one line to paste, `export RAY_ADDRESS=http://127.0.0.1:<dashboard port> RAY_AUTH_MODE=token`,
+after which `ray job submit / logs / stop / list` work as Ray prints them, and records the
+process ids in --state-dir so `stop` ends exactly these processes (it never runs `ray stop`,
+which would end every Ray on the machine) and removes what `start` created (the nodes' temp
+dirs, the logs; `--keep-logs` keeps them).
 
 The dashboard / job server listens on 127.0.0.1; the GCS port, as Ray does, on every interface,
 so token authentication (Ray 2.60's default) stays on unless `--auth disabled`. With it on,
@@ -40,7 +42,12 @@ HOST = "127.0.0.1"
 
 def _ray_bin() -> str:
     here = Path(sys.executable).parent / "ray"
-    return str(here) if here.exists() else (shutil.which("ray") or "ray")
+    found = str(here) if here.exists() else shutil.which("ray")
+    if not found:
+        raise SystemExit(f"error: no `ray` command beside {sys.executable} or on PATH; run this "
+                         "script with the project's venv: .venv/bin/python cluster/local_cluster.py "
+                         "start (or `. .venv/bin/activate` first)")
+    return found
 
 
 def _free_port() -> int:
@@ -216,9 +223,13 @@ def stop(args) -> bool:
         except ChildProcessError:
             pass
     _forget_address(state["address"])
-    if state.get("temp_root") and not args.keep_logs:
-        shutil.rmtree(state["temp_root"], ignore_errors=True)
     state_file.unlink()
+    if not args.keep_logs:      # everything `start` created: the nodes' temp dirs, the logs
+        if state.get("temp_root"):
+            shutil.rmtree(state["temp_root"], ignore_errors=True)
+        shutil.rmtree(Path(args.state_dir) / "logs", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            Path(args.state_dir).rmdir()            # only if nothing else was put there
     return True
 
 
@@ -265,6 +276,26 @@ def in_process_cluster(workers: int = 3, *, gpus_per_worker: float = 0):
         c.shutdown()
 
 
+def print_start(s: dict, args) -> None:
+    """What to paste: one export line, after which `ray job submit / logs / stop / list` work
+    exactly as Ray prints them (they read RAY_ADDRESS, the job server's URL, and need the auth
+    mode), then the commands. On stderr, but for the export line on stdout, so
+    `eval "$(python cluster/local_cluster.py start)"` also works."""
+    auth = " RAY_AUTH_MODE=token" if s["auth"] == "token" else ""
+    tok = "RAY_AUTH_MODE=token " if s["auth"] == "token" else ""
+    err = sys.stderr
+    print(f"Ray cluster up in {s['seconds_to_start']} s: head + {s['workers']} worker(s) with "
+          f"{args.gpus_per_worker:g} fake GPU each; GCS {s['address']}, job server "
+          f"{s['dashboard']}. Paste this line, then `ray job submit/logs/stop/list` work:", file=err)
+    print(f"export RAY_ADDRESS={s['dashboard']}{auth}", flush=True)
+    print(f"  submit: ray job submit --working-dir . -- python -m jobs.evaluate --replicas "
+          f"{s['workers']} --output \"$PWD/results/NAME\" ...", file=err)
+    print(f"  or a driver here: {tok}python -m jobs.evaluate --address {s['address']} "
+          f"--replicas {s['workers']} ...", file=err)
+    print(f"  stop:   python {sys.argv[0]} stop" + (f" --state-dir {args.state_dir}"
+          if args.state_dir != str(DEFAULT_STATE) else ""), file=err)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["start", "stop", "status"])
@@ -285,17 +316,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.command == "start":
         s = start(args)
-        tok = "RAY_AUTH_MODE=token " if s["auth"] == "token" else ""
-        print(f"Ray cluster up in {s['seconds_to_start']} s: head + {s['workers']} worker(s) with "
-              f"{args.gpus_per_worker:g} fake GPU each")
-        print(f"address={s['address']}")
-        print(f"dashboard={s['dashboard']}")
-        print(f"  run:    {tok}python -m jobs.evaluate --address {s['address']} --replicas "
-              f"{s['workers']} ...")
-        print(f"  submit: {tok}ray job submit --address {s['dashboard']} --working-dir . -- "
-              f"python -m jobs.evaluate --replicas {s['workers']} --output /abs/path ...")
-        print(f"  stop:   python {sys.argv[0]} stop" + (f" --state-dir {args.state_dir}"
-                                                         if args.state_dir != str(DEFAULT_STATE) else ""))
+        print_start(s, args)
         return 0
     if args.command == "stop":
         print("stopped" if stop(args) else "no local cluster recorded in " + args.state_dir)

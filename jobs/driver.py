@@ -132,7 +132,8 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
                             unit=factory.unit)
         if code:
             check_scoring(ex.scoring_resource, where, ex.autoscale)
-        driver = Driver(cfg, store, pending, factory, console, emit, where, observer=observer)
+        driver = Driver(cfg, store, pending, factory, console, emit, where, observer=observer,
+                        run_total=len(loaded_task.samples))
         wall = driver.run()
         factory.after_run(driver.fleet.handles(), console, emit)
         return wall
@@ -152,12 +153,12 @@ class Driver:
     ("pg" | "load" | "ping", n) refs (jobs/fleet.py)."""
 
     def __init__(self, cfg, store, pending, factory: ReplicaFactory, console, emit: Event,
-                 where: str, observer=None):
+                 where: str, observer=None, run_total: int | None = None):
         ex = cfg.execution
         self.cfg, self.store, self.console, self.emit = cfg, store, console, emit
         self.observer = observer
         self.method = cfg.method.method
-        self.sched = Scheduler(pending, cfg.generate_bs,
+        self.sched = Scheduler(pending, cfg.batch_size,
                                max_in_flight=factory.in_flight(ex.max_in_flight))
         self.total = len(pending)
         self.inflight: dict[Any, tuple[str, Any]] = {}
@@ -165,8 +166,14 @@ class Driver:
                            emit=emit, placement_timeout=ex.placement_timeout,
                            ready_timeout=ex.ready_timeout, is_config_error=is_config_error,
                            describe_error=short_error)
-        self.monitor = Monitor(console, store, self.total, prior=store.counts(),
+        # progress counts the whole run (run_total samples), earlier sessions' included
+        run_total = max(run_total or 0, self.total)
+        prior_correct = (store.counts()[1] / cfg.method.num_return_sequences
+                         if run_total > self.total else 0)
+        self.monitor = Monitor(console, store, run_total,
+                               prior=(run_total - self.total, prior_correct),
                                every_s=ex.progress_every, replicas=ex.replicas)
+        self.sent_at: dict[Any, float] = {}     # ticket -> when its batch was handed out
         self.scorer = None
         self.scoring_resource = ex.scoring_resource
 
@@ -197,7 +204,7 @@ class Driver:
                         self.fleet.on_ref(kind, ref, what)
                     else:
                         self.on_result(ref, kind, *what)
-                self.monitor.tick(len(self.sched.live_replicas()))
+                self.monitor.tick(len(self.sched.live_replicas()), self.in_flight_work())
         return time.perf_counter() - (start or time.perf_counter())
 
     def join(self) -> None:
@@ -211,8 +218,16 @@ class Driver:
                 self.sched.replica_up(rid)
         self.fleet.joined.clear()
 
+    def in_flight_work(self) -> tuple[int, int, float]:
+        """(samples handed out and not yet written, their batches, seconds the oldest is out)."""
+        out = [what for kind, what in self.inflight.values() if kind in ("run", "gen", "score")]
+        now = time.perf_counter()
+        oldest = max((now - self.sent_at.get(ticket, now) for ticket, _ in out), default=0.0)
+        return sum(len(samples) for _, samples in out), len(out), oldest
+
     def submit(self) -> None:
         for ticket, samples in self.sched.assign():
+            self.sent_at[ticket] = time.perf_counter()
             h = self.fleet.slots[ticket.replica].handle
             if any(s.kind == "code" for s in samples):
                 self.inflight[h.generate.remote(samples)] = ("gen", (ticket, samples))
@@ -224,6 +239,7 @@ class Driver:
         import ray
         from ray.exceptions import RayActorError, RayError, RayTaskError
 
+        sent = self.sent_at.pop(ticket, None)
         try:
             value = ray.get(ref)
         except RayActorError as e:          # the replica died or restarts
@@ -250,6 +266,7 @@ class Driver:
             if self.sched.generated(ticket):     # the replica is free; score on a CPU worker
                 score = self.score_task().remote(samples, ref, self.cfg.scoring, self.method, 1)
                 self.inflight[score] = ("score", (ticket, samples))
+                self.sent_at[ticket] = sent         # still out until its rows are written
             self.check_health("")
             return
         if self.sched.complete(ticket):          # "run" and "score" carry store rows

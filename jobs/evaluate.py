@@ -48,22 +48,27 @@ def check_before_start(cfg: RunConfig) -> None:
 
 def evaluate(cfg: RunConfig, console) -> int:
     """Run `cfg` to the end (resuming what its folder holds); prints the summary line."""
-    from latentmas_ray.run.in_process import run_in_process
-    from latentmas_ray.run.lengths import check_lengths
     from latentmas_ray.spec.models import check_agent_models, resolve_model
-    from latentmas_ray.run.observe import open_observer
     from latentmas_ray.prompts import load_prompt_file
-    from latentmas_ray.store.run_store import RunStore, run_id
     from latentmas_ray.tasks.registry import load_task
 
-    check_before_start(cfg)
+    # The user's files first: a bad task, data file, prompt file or model folder is refused in
+    # well under a second, before torch / transformers / Ray are imported (seconds, more under
+    # load). tests/test_cli_run.py checks that none of them is loaded at these errors.
     prompts = load_prompt_file(cfg.prompt_file)
     task = load_task(cfg.task, cfg.data, seed=cfg.seed, on_bad_row=cfg.on_bad_row,
                      max_samples=cfg.max_samples)
-    for sk in task.skipped:
-        console.print(f"[yellow]skipped[/] {sk.path}:{sk.line}: {sk.reason}", highlight=False)
     model_path = resolve_model(cfg.model.name_or_path)
     check_agent_models(cfg, model_path)     # per-agent checkpoints: found, and of one KV shape
+    check_before_start(cfg)
+
+    from latentmas_ray.run.in_process import run_in_process
+    from latentmas_ray.run.lengths import check_lengths
+    from latentmas_ray.run.observe import open_observer
+    from latentmas_ray.store.run_store import RunStore, run_id
+
+    for sk in task.skipped:
+        console.print(f"[yellow]skipped[/] {sk.path}:{sk.line}: {sk.reason}", highlight=False)
     check_lengths(cfg, task.samples, model_path, prompts)     # vLLM: before any engine starts
     out = Path(cfg.output) if cfg.output else Path("results") / run_id(cfg.to_dict())
     if cfg.execution.ray and os.environ.get(JOB_ENV) and not out.is_absolute():
@@ -79,6 +84,10 @@ def evaluate(cfg: RunConfig, console) -> int:
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
                   f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
                   highlight=False)
+    if cfg.method.degenerate_latent_mas:
+        console.print("note: latent_mas with --latent_steps 0 equals the baseline with a longer "
+                      "prompt (the judger drops the agents' cache, as in the reference); the "
+                      "default is --latent_steps 20", highlight=False)
     with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
         prior = (store.read().select(["correct", "generated_tokens"]).to_pylist()
                  if done and observer.wants_rows else [])
@@ -88,7 +97,7 @@ def evaluate(cfg: RunConfig, console) -> int:
                               observer=observer)
         else:
             wall = run_in_process(cfg, store, pending, model_path, prompts, console,
-                                  n_done=len(done), observer=observer)
+                                  n_done=len(task.samples) - len(pending), observer=observer)
 
         # streamed: neither step holds the run's table in memory (W&B's per-sample table aside)
         store.consolidate(order=[s.id for s in task.samples], read_back=False)
@@ -109,15 +118,19 @@ def evaluate(cfg: RunConfig, console) -> int:
 def build_parser():
     """`latentmas-ray run`'s flags (built from the run specification)."""
     from latentmas_ray.spec.flags import run_parser
-    return run_parser("python -m jobs.evaluate", DESCRIPTION)
+    from latentmas_ray.tasks.registry import TASKS
+    return run_parser("python -m jobs.evaluate", DESCRIPTION + " Here --ray is implied.",
+                      list(TASKS))
 
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
+    from latentmas_ray.run.progress import quiet_library_bars
     from latentmas_ray.errors import exit_status
     from latentmas_ray.spec.flags import build_run_config
 
+    quiet_library_bars()
     console = Console(stderr=True)
     args = build_parser().parse_args(argv)
     return exit_status(lambda: evaluate(build_run_config(args, ray=True), console), console)

@@ -3,6 +3,13 @@ one plain line every --progress_every seconds. Either way summary.json holds the
 (status "running") at that pace, so a dashboard or `cat` sees the run move.
 
     progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4
+        in flight 32 (8 batches, oldest 0m41s)          (one line)
+
+Counts are of the whole run: a resumed run starts at what earlier sessions finished (done and
+total over every sample of the run, accuracy over those same done samples), while the rate
+and ETA are this session's. `in flight` is the work inside batches: samples handed to replicas
+(running or queued on the actor) and not yet written, and how long the oldest of their batches
+has been out, so a slow first batch shows.
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ def eta_text(seconds: float | None) -> str:
 
 
 class Monitor:
-    """Counts of this session (done, correct) plus what earlier sessions finished."""
+    """This session's counts (done, correct) on top of what earlier sessions finished."""
 
-    def __init__(self, console, store, total: int, *, prior: tuple[int, int] = (0, 0),
+    def __init__(self, console, store, total: int, *, prior: tuple[int, float] = (0, 0),
                  every_s: float = 10.0, replicas: int = 1):
+        """total: samples of the whole run; prior: (samples earlier sessions finished, how many
+        of them were correct; fractional with K completions per sample)."""
         self.console, self.store, self.total, self.every_s = console, store, total, every_s
-        self.prior_written, self.prior_correct = prior
+        self.prior_done, self.prior_correct = prior
         self.done = self.correct = 0
         self.alive, self.replicas = 0, replicas
+        self.in_flight_work: tuple[int, int, float] = (0, 0, 0.0)   # samples, batches, oldest s
         self.t0 = time.perf_counter()
         self.last = self.t0
         self.advance: Callable[[int], None] = lambda n: None
@@ -42,16 +52,23 @@ class Monitor:
             yield self
             self.emit()
             return
-        with progress_bar(self.console, "samples", total=self.total,
-                          extra=lambda: f"acc {self.accuracy:.1%}") as advance:
+        def extra() -> str:
+            return f"acc {self.accuracy:.1%}{self.in_flight_text()}"
+
+        with progress_bar(self.console, "samples", total=self.total, completed=self.prior_done,
+                          extra=extra) as advance:
             self.advance = advance
             yield self
 
     @property
-    def accuracy(self) -> float:
-        return (self.correct + self.prior_correct) / max(self.done + self.prior_written, 1)
+    def done_in_run(self) -> int:
+        return self.prior_done + self.done
 
-    def add(self, rows: int, correct: int) -> None:
+    @property
+    def accuracy(self) -> float:
+        return (self.correct + self.prior_correct) / max(self.done_in_run, 1)
+
+    def add(self, rows: int, correct: float) -> None:
         self.done += rows
         self.correct += correct
         self.advance(rows)
@@ -59,16 +76,26 @@ class Monitor:
     def figures(self) -> dict:
         elapsed = time.perf_counter() - self.t0
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = self.total - self.done
-        return {"status": "running", "done": self.done, "total": self.total,
-                "samples_per_s": round(rate, 3),
+        left = self.total - self.done_in_run
+        samples, batches, oldest = self.in_flight_work
+        return {"status": "running", "done": self.done_in_run, "total": self.total,
+                "done_this_session": self.done, "samples_per_s": round(rate, 3),
                 "eta_seconds": round(left / rate, 1) if rate > 0 else None,
                 "accuracy": self.accuracy, "replicas_alive": self.alive,
-                "replicas": self.replicas, "elapsed_seconds": round(elapsed, 1)}
+                "replicas": self.replicas, "in_flight_samples": samples,
+                "in_flight_batches": batches, "oldest_batch_seconds": round(oldest, 1),
+                "elapsed_seconds": round(elapsed, 1)}
 
-    def tick(self, alive: int) -> None:
-        """Called every loop turn: prints / writes when --progress_every has passed."""
-        self.alive = alive
+    def in_flight_text(self) -> str:
+        samples, batches, oldest = self.in_flight_work
+        if not batches:
+            return ""
+        return f" in flight {samples} ({batches} batches, oldest {eta_text(oldest)})"
+
+    def tick(self, alive: int, running: tuple[int, int, float] = (0, 0, 0.0)) -> None:
+        """Called every loop turn: prints / writes when --progress_every has passed. running:
+        (samples out on replicas, their batches, seconds since the oldest was handed out)."""
+        self.alive, self.in_flight_work = alive, running
         now = time.perf_counter()
         if now - self.last >= self.every_s:
             self.last = now
@@ -80,8 +107,8 @@ class Monitor:
             self.console.print(
                 f"progress {f['done']}/{f['total']} ({f['done'] / max(f['total'], 1):.1%}) "
                 f"{f['samples_per_s']:.2f} samples/s ETA {eta_text(f['eta_seconds'])} "
-                f"acc {f['accuracy']:.1%} replicas {f['replicas_alive']}/{f['replicas']}",
-                highlight=False, soft_wrap=True)
+                f"acc {f['accuracy']:.1%} replicas {f['replicas_alive']}/{f['replicas']}"
+                f"{self.in_flight_text()}", highlight=False, soft_wrap=True)
         try:
             self.store.write_summary({"progress": f})
         except OSError:     # informative only; the parts are the truth

@@ -147,7 +147,7 @@ class VLLMStreaming(ReplicaFactory):
     def in_flight(self, max_in_flight: int) -> int:
         from latentmas_ray.run.streaming import WINDOW_PER_SLOT
 
-        need = -(-WINDOW_PER_SLOT * self.engine_seqs // self.cfg.generate_bs)   # ceil
+        need = -(-WINDOW_PER_SLOT * self.engine_seqs // self.cfg.batch_size)   # ceil
         return max(max_in_flight, need + 1)    # +1: the next batch is ready as one finishes
 
     def describe(self, rid: int, info: dict[str, Any]) -> list[str]:

@@ -11,15 +11,15 @@ import argparse
 import sys
 
 from .errors import exit_status
-from latentmas_ray.spec.flags import Parser
+from latentmas_ray.spec.parser import Parser
 
 
 def _score_parser(sub) -> None:
     p = sub.add_parser("score", help="score saved completions against a task",
                        description="Score JSONL rows {\"id\": ..., \"completion\": \"...\"} against "
                                    "a task; prints 'N passed, M failed'.")
-    p.add("--task", required=True, help="gsm8k, aime2024, aime2025, gpqa, arc_easy, "
-          "arc_challenge, mbppplus, humanevalplus or medqa")
+    from .tasks.registry import TASKS
+    p.add("--task", required=True, metavar="TASK", help=", ".join(TASKS))
     p.add("--data", default=None, help="local data file (default: the shipped demo sample where "
           "the task has one, else the hub dataset the reference uses; 'hub' forces the hub)")
     p.add("--predictions", required=True, help="JSONL with id and completion per row")
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from latentmas_ray.run.progress import quiet_library_bars
+
+    quiet_library_bars()
     return execute(build_parser().parse_args(argv))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -113,6 +114,8 @@ def test_every_spec_field_with_a_flag_reaches_its_place():
             argv, want = [f"--{name}", "2"], 2.0
         if name in ("wandb_run_name", "wandb_group"):   # name a W&B project's run
             argv += ["--wandb", "p"]
+        if name == "task":                               # a known task (checked by the parser)
+            argv, want = [f"--{name}", "gsm8k"], "gsm8k"
         if name == "memory_layers":                      # goes with --memory layers
             argv, want = ["--memory", "layers", f"--{name}", "1,0"], "0,1"
         if name == "memory_top_k":
@@ -161,3 +164,59 @@ def test_derived_facts_and_combinations_are_checked_once():
         ExecutionConfig(placement="disaggregated")
     with pytest.raises(ConfigError, match="--replicas must be >= 1"):
         ExecutionConfig(replicas=0)
+
+
+def test_no_prefix_matching_and_a_suggestion(capsys):
+    """argparse would take --max_sample as --max_samples; it is refused, with the closest flag,
+    by the subcommand's parser (its usage, not the top level's)."""
+    for argv in (["run", "--max_sample", "5"], ["run", "--max-sample", "5"],
+                 ["demo", "--generate-b", "2"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        want = "--max_samples" if "sample" in argv[1] else "--generate_bs"
+        assert e.value.code == 2 and f"(did you mean {want}?)" in err, err
+        assert err.startswith(f"usage: latentmas-ray {argv[0]} ")
+    with pytest.raises(SystemExit):
+        main(["run", "--task", "gsm9k"])
+    assert "did you mean gsm8k?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--task", "gsm9k"], ["--data", "/no/such.jsonl"], ["--model_name", "/no/such/model"],
+    ["--prompt_file", "/no/prompts.json"],
+])
+def test_bad_input_refused_before_heavy_imports(argv, tmp_path):
+    """A fresh process refuses a bad task, data file or model folder with torch, transformers
+    and Ray never imported (they cost seconds before the user learns of a typo)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom latentmas_ray.cli import main\n"
+             "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+             "print('exit', code, [m for m in ('torch', 'transformers', 'ray') if m in sys.modules])")
+    p = subprocess.run([sys.executable, "-c", probe, "run", "--output", str(tmp_path / "o"), *argv],
+                       capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip() == "exit 2 []", (p.stdout, p.stderr)
+    assert "error:" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_run_help_in_groups_one_spelling_every_default(capsys):
+    from latentmas_ray.spec.flags import GROUPS, spec_flags
+    from latentmas_ray.tasks.registry import TASKS
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    at = [out.index(f"\n{title}:\n") for title in GROUPS]
+    assert at == sorted(at)                                   # every group, in order
+    for name in spec_flags():
+        assert len(re.findall(rf"^  --{name}(?: |$)", out, re.M)) == 1, name   # one help entry
+        if "_" in name:
+            assert f"--{name.replace('_', '-')}" not in out   # the dashed twin: accepted, not shown
+    assert ", ".join(TASKS) in " ".join(out.split())
+    parser = build_parser()
+    run = parser._subparsers._group_actions[0].choices["run"]
+    for action in run._actions:
+        if action.option_strings and action.dest not in ("help", "config"):
+            assert "default" in action.help, action.dest

@@ -171,3 +171,14 @@ def test_readme_names_each_way_to_submit():
     for needle in ("local_cluster.py start", "ray job submit", "ray up cluster/cluster.yaml",
                    "kubectl apply -f cluster/rayjob.yaml", "--ray", "summary.json"):
         assert needle in text, needle
+
+
+def test_local_cluster_without_the_venvs_ray_says_to_use_the_venv(monkeypatch, tmp_path):
+    """The system python has no `ray` command: one line naming the venv, not a
+    FileNotFoundError traceback from subprocess."""
+    import cluster.local_cluster as lc
+
+    monkeypatch.setattr(lc.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"no `ray` command .* \.venv/bin/python cluster/local_cluster\.py"):
+        lc._ray_bin()

@@ -88,3 +88,24 @@ def test_bad_flag_is_one_line_before_any_run(tmp_path):
     assert execute_with(args, buf) == 2
     assert "--latent_steps must be >= 0" in buf.getvalue()
     assert not (tmp_path / "d").exists()
+
+
+def test_the_demo_prints_no_library_progress_bars(tiny_model_dir, tmp_path):
+    """transformers' tqdm bar ("Loading weights", one per model load) stays out of the demo's
+    output; HF_HUB_DISABLE_PROGRESS_BARS=0 brings it back (so this test can see it)."""
+    import os
+    import subprocess
+    import sys
+
+    def demo(out, **env):
+        base = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+        p = subprocess.run([sys.executable, "-m", "latentmas_ray.cli", "demo", "--model_name",
+                            tiny_model_dir, "--dtype", "float32", "--device", "cpu",
+                            "--max_samples", "1", "--max_new_tokens", "2", "--method", "baseline",
+                            "--output", str(tmp_path / out)], capture_output=True, text=True,
+                           timeout=600, env={**base, **env, "PYTHONPATH": str(REPO)}, cwd=REPO)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return p.stdout + p.stderr
+
+    assert "Loading weights" not in demo("quiet")
+    assert "Loading weights" in demo("bars", HF_HUB_DISABLE_PROGRESS_BARS="0")

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -118,19 +119,27 @@ def test_ray_job_submit_to_a_local_head(model_dir, reference, tmp_path):
     try:
         assert start.returncode == 0, start.stdout + start.stderr
         info = json.loads((state / "cluster.json").read_text())
+        # the one line start prints to paste; after it `ray job ...` works as Ray prints it
+        exports = [ln for ln in start.stdout.splitlines() if ln.startswith("export ")]
+        assert len(exports) == 1, start.stdout
+        pasted = dict(kv.split("=", 1) for kv in exports[0].split()[1:])
+        assert pasted == {"RAY_ADDRESS": info["dashboard"], "RAY_AUTH_MODE": "token"}
+        job_env = {**ray_env(), **pasted}
         out = tmp_path / "run"
-        sub = subprocess.run([ray_cli, "job", "submit", "--address", info["dashboard"],
-                              "--working-dir", str(REPO), "--",
+        sub = subprocess.run([ray_cli, "job", "submit", "--working-dir", str(REPO), "--",
                               *driver_cmd(model_dir, out, "--replicas", "1", n=4)],
-                             env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+                             env=job_env, capture_output=True, text=True, timeout=300, cwd=REPO)
         assert sub.returncode == 0, sub.stdout[-4000:] + sub.stderr[-4000:]
         assert "succeeded" in sub.stdout + sub.stderr
+        listed = subprocess.run([ray_cli, "job", "list"], env=job_env, capture_output=True,
+                                text=True, timeout=120)
+        assert listed.returncode == 0 and "SUCCEEDED" in listed.stdout, listed.stderr[-2000:]
     finally:
         stop = subprocess.run([sys.executable, str(REPO / "cluster" / "local_cluster.py"), "stop",
                                "--state-dir", str(state)], env=env, capture_output=True, text=True,
                               timeout=120)
     assert stop.returncode == 0 and "stopped" in stop.stdout
-    assert not (state / "cluster.json").exists()
+    assert not state.exists(), list(state.rglob("*"))     # stop removes what start created
     # The store the job wrote: config, parts, consolidated samples, summary.
     store = RunStore(out)
     assert store.config()["run"]["max_samples"] == 4
@@ -258,6 +267,14 @@ def test_killed_driver_resumes_without_recomputing(cluster, model_dir, reference
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"{len(before)} already done" in second.stderr
+    # progress counts the whole run (not the samples left) and its accuracy is over the same
+    # samples: the last line is the summary's figures
+    lines = [ln for ln in second.stderr.splitlines() if ln.startswith("progress ")]
+    assert lines and all(int(re.match(r"progress (\d+)/(\d+)", ln)[2]) == N for ln in lines)
+    assert all(int(re.match(r"progress (\d+)/", ln)[1]) >= len(before) for ln in lines)
+    summary = json.loads((out / "summary.json").read_text())
+    assert lines[-1].startswith(f"progress {N}/{N} (100.0%)")
+    assert f"acc {summary['accuracy']:.1%}" in lines[-1], (lines[-1], summary["accuracy"])
     after = part_ids(out)
     assert sorted(after) == sorted(reference), "each sample written exactly once"
     assert after[:len(before)] == before        # the first run's parts are untouched

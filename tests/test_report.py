@@ -278,3 +278,28 @@ def test_an_empty_store(tmp_path):
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"format": 1}))
     with pytest.raises(DataError, match="holds no run settings"):
         load_run(tmp_path / "bad")
+
+
+def test_plots_have_distinct_titles_and_a_key_to_their_labels(runs, tmp_path, monkeypatch):
+    """Each figure says what it plots, and the legend's short labels ("seq m=4") are explained
+    on the figure itself."""
+    import latentmas_ray.report.plots as plots
+
+    seen = {}
+    save = plots._save
+
+    def recording(fig, path, key=""):
+        save(fig, path, key)
+        seen[path.name] = (fig.axes[0].get_title(), " ".join(t.get_text() for t in fig.texts),
+                           fig.axes[0].get_legend().get_title().get_text())
+
+    monkeypatch.setattr(plots, "_save", recording)
+    rep = build_report(load_runs([str(r) for r in runs]))
+    plots.write_plots(rep, tmp_path / "plots")
+    titles = [title for title, _, _ in seen.values()]
+    assert len(seen) == 3 and len(set(titles)) == 3, titles
+    assert "generated tokens" in seen["accuracy_vs_tokens.png"][0]
+    assert "time" in seen["accuracy_vs_time.png"][0]
+    for name, (_, key, legend_title) in seen.items():
+        assert "seq / hier" in key and "m: latent steps per agent" in key, name
+        assert legend_title, name

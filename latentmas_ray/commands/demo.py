@@ -30,11 +30,12 @@ _DESCRIPTION = ("The main job: baseline, TextMAS and LatentMAS on the same quest
 
 
 def add_demo_parser(sub) -> argparse.ArgumentParser:
-    from latentmas_ray.spec.flags import add_run_arguments
+    from latentmas_ray.spec.flags import RUN_USAGE, add_run_arguments
+    from latentmas_ray.tasks.registry import TASKS
 
     p = sub.add_parser("demo", help="the main job: three methods on the same questions, compared",
-                       description=_DESCRIPTION)
-    add_run_arguments(p)
+                       description=_DESCRIPTION, usage=RUN_USAGE)
+    add_run_arguments(p, list(TASKS))
     return p
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-from latentmas_ray.spec.flags import add_run_arguments, build_run_config
+from latentmas_ray.spec.flags import RUN_USAGE, add_run_arguments, build_run_config
+from latentmas_ray.tasks.registry import TASKS
 
 
 def add_run_parser(sub) -> None:
     from jobs.evaluate import DESCRIPTION
 
-    p = sub.add_parser("run", help="evaluate a method on a task", description=DESCRIPTION)
-    add_run_arguments(p)
+    p = sub.add_parser("run", help="evaluate a method on a task", description=DESCRIPTION,
+                       usage=RUN_USAGE)
+    add_run_arguments(p, list(TASKS))
 
 
 def run_run(args: argparse.Namespace, console) -> int:

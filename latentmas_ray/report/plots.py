@@ -36,8 +36,13 @@ def _figure(width: float = 7.0, height: float = 4.5):
     return fig, fig.add_subplot()
 
 
-def _scatter(rep: Report, path: Path, x_of, xlabel: str) -> None:
-    fig, ax = _figure()
+# Under each figure: what the legend's short labels mean.
+LEGEND_KEY = ("seq / hier: the agents' topology (sequential, hierarchical); m: latent steps per "
+              "agent (LatentMAS)")
+
+
+def _scatter(rep: Report, path: Path, x_of, xlabel: str, cost: str) -> None:
+    fig, ax = _figure(height=5.0)
     names = labels(rep)
     models = sorted({r.model for r in rep.runs})
     for run in rep.runs:
@@ -51,12 +56,13 @@ def _scatter(rep: Report, path: Path, x_of, xlabel: str) -> None:
                     markerfacecolor=colour if run.model == models[0] else "white")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"accuracy, % ({rep.level:.0%} bootstrap interval)")
-    ax.set_title(f"{rep.task}: accuracy against cost")
+    ax.set_title(f"{rep.task}: accuracy against {cost}")
     ax.margins(x=0.1, y=0.1)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    _save(fig, path)
+    ax.legend(fontsize=8, loc="best", title="run (colour: method, shape: topology)",
+              title_fontsize=8)
+    _save(fig, path, LEGEND_KEY + f"; bars: the {rep.level:.0%} bootstrap interval")
 
 
 def _tokens_by_agent(rep: Report, path: Path) -> None:
@@ -74,13 +80,17 @@ def _tokens_by_agent(rep: Report, path: Path) -> None:
     ax.set_ylabel("generated tokens per sample (mean)")
     ax.set_title(f"{rep.task}: generated tokens by agent role")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    ax.legend(fontsize=8, title="agent role", title_fontsize=8)
+    _save(fig, path, LEGEND_KEY)
 
 
-def _save(fig, path: Path) -> None:
-    """Whole file or none: a reader never opens half a PNG."""
-    fig.tight_layout()
+def _save(fig, path: Path, key: str = "") -> None:
+    """Whole file or none: a reader never opens half a PNG. key: a line under the axes."""
+    if key:
+        fig.text(0.01, 0.01, key, fontsize=7, ha="left", va="bottom", wrap=True)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+    else:
+        fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png")
 
@@ -90,8 +100,8 @@ def write_plots(rep: Report, folder: str | Path) -> list[str]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _scatter(rep, folder / "accuracy_vs_tokens.png", lambda s: s.gen_tokens,
-             "generated tokens per sample (mean, all agents)")
+             "generated tokens per sample (mean, all agents)", "generated tokens")
     _scatter(rep, folder / "accuracy_vs_time.png", lambda s: s.seconds,
-             "wall time per sample, seconds (mean)")
+             "wall time per sample, seconds (mean)", "time")
     _tokens_by_agent(rep, folder / "tokens_by_agent.png")
     return ["accuracy_vs_tokens.png", "accuracy_vs_time.png", "tokens_by_agent.png"]

@@ -69,9 +69,14 @@ def results_table(rep: Report) -> Table:
             f"({rep.resamples:,} resamples, seed {rep.seed}). Tokens: mean per sample, summed over "
             "agents (latent steps are not tokens). Seconds: mean wall time per sample (a batch's "
             "time is split evenly over its samples).")
+    columns = ("Method: seq / hier = sequential / hierarchical agents, m = latent steps per "
+               "agent. Correct: correct samples / samples. Errors: samples whose row records why "
+               "they could not be right: no answer could be extracted, a program failed or "
+               "crashed in its tests, or the sample could not be run (samples.parquet's `error` "
+               "column says which); they count as wrong.")
     return Table("Accuracy and cost",
                  ["Run", "Method", "Accuracy", f"{rep.level:.0%} CI", "Correct",
-                  "Generated tokens", "Prompt tokens", "Seconds", "Errors"], rows, [note])
+                  "Generated tokens", "Prompt tokens", "Seconds", "Errors"], rows, [note, columns])
 
 
 def headline_table(rep: Report) -> Table:
@@ -96,8 +101,8 @@ def roles_table(rep: Report) -> Table:
         rows.append([r.name] + [f"{s.by_role[x]:.1f}" if x in s.by_role else "-" for x in roles]
                     + [f"{s.gen_tokens:.1f}"])
     return Table("Generated tokens by agent role", ["Run"] + roles + ["Total"], rows,
-                 ["Mean generated tokens per sample; LatentMAS agents before the judger think in "
-                  "latent vectors and generate no tokens."])
+                 ["Mean generated tokens per sample; single: the baseline's one agent; LatentMAS "
+                  "agents before the judger think in latent vectors and generate no tokens."])
 
 
 def ratios_table(rep: Report) -> Table:

@@ -30,8 +30,8 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
     evaluator = Evaluator.for_config(cfg, model_path, prompts)
     written, correct = store.counts() if n_done else (0, 0)   # two columns read, not the rows
     start = time.perf_counter()
-    try:
-        with progress_bar(console, "samples", total=len(pending),
+    try:     # the bar counts the whole run: a resumed run starts at the samples already done
+        with progress_bar(console, "samples", total=n_done + len(pending), completed=n_done,
                           extra=lambda: f"acc {correct / max(written, 1):.1%}") as advance:
             def write(rows):
                 nonlocal correct, written
@@ -44,8 +44,8 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
 
             # vLLM streams per sample (K > 1 decodes as vLLM's `n` in the batch form)
             if cfg.engine_kind == "hf" or cfg.method.num_return_sequences > 1:
-                for i in range(0, len(pending), cfg.generate_bs):
-                    write(evaluator.run(pending[i:i + cfg.generate_bs]))
+                for i in range(0, len(pending), cfg.batch_size):
+                    write(evaluator.run(pending[i:i + cfg.batch_size]))
             else:
                 from latentmas_ray.run.streaming import stream_in_process
                 stream_in_process(cfg, evaluator.engine, pending, prompts, write)

@@ -115,7 +115,7 @@ class Window:
 def stream_in_process(cfg: RunConfig, engine, pending: Sequence, prompts: dict[str, str] | None,
                       on_rows: Callable[[list[dict[str, Any]]], None]) -> None:
     """Run `pending` through `engine` with `window` samples in flight; on_rows receives the
-    scored rows of every `cfg.generate_bs` finished samples (the store's write unit)."""
+    scored rows of every `cfg.batch_size` finished samples (the store's write unit)."""
     asyncio.run(stream(StreamEvaluator(cfg, engine, prompts), list(pending), on_rows))
 
 
@@ -126,8 +126,8 @@ async def stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
 
     def take(pairs: list, final: bool = False) -> None:
         buffered.extend(pairs)
-        while buffered and (len(buffered) >= cfg.generate_bs or final):
-            part, buffered[:] = buffered[:cfg.generate_bs], buffered[cfg.generate_bs:]
+        while buffered and (len(buffered) >= cfg.batch_size or final):
+            part, buffered[:] = buffered[:cfg.batch_size], buffered[cfg.batch_size:]
             on_rows(rows_for(cfg, [s for s, _ in part], [r for _, r in part]))
 
     async def one(sample):
@@ -143,9 +143,9 @@ async def stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
                 window.add(one(s))
         else:       # the hybrid: HF latent batches in a worker thread, judgers streamed
             from latentmas_ray.methods.hybrid import judge_sample, latent_phase
-            for i in range(0, len(pending), cfg.generate_bs):
+            for i in range(0, len(pending), cfg.batch_size):
                 take(await window.drain(until_below=window.size))
-                batch = await asyncio.to_thread(latent_phase, ev.hf, pending[i:i + cfg.generate_bs],
+                batch = await asyncio.to_thread(latent_phase, ev.hf, pending[i:i + cfg.batch_size],
                                                 cfg.method, cfg.seed, ev.prompts)
                 for k, s in enumerate(batch.samples):
                     window.add(judged(s, judge_sample(ev.vllm, batch, k, cfg.method, cfg.seed)))

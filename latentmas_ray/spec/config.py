@@ -44,6 +44,12 @@ SEGMENT_MEMORY_MODES = ("full", "last_agent", "latent_only")
 ABLATION_MEMORY_MODES = ("layers", "top_attention", "top_key_norm")
 MEMORY_MODES = SEGMENT_MEMORY_MODES + ABLATION_MEMORY_MODES
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+IN_PROCESS_BATCH = 20   # the reference's --generate_bs
+# On Ray a batch is what the driver sees finish and writes: with the reference's 20 and
+# --max_new_tokens 4096 a 2-replica CPU cluster showed "progress 0/40" for 14 minutes and a
+# `ray job stop` lost all of it. 4 samples end (are written, counted) within about a minute
+# for the embedded model on a CPU replica; on GPUs raise --generate_bs for throughput.
+RAY_BATCH = 4
 
 
 @dataclass
@@ -89,7 +95,15 @@ class MethodConfig:
         default="latent_mas", metadata=flag("baseline, text_mas or latent_mas (default)"))
     prompt: Literal["sequential", "hierarchical"] = field(
         default="sequential", metadata=flag("agent topology, default sequential"))
-    latent_steps: int = field(default=0, metadata=flag("latent thoughts per agent (default 0)"))
+    # The reference defaults to 0, which its own issues call degenerate: the judger then drops
+    # the agents' cache (its issue #13), so "LatentMAS" is the baseline with a longer prompt.
+    # 20: its README suggests tuning in 0-80, the authors' commands use 10 (AIME) and 20 (their
+    # development script), and the paper reports accuracy peaking at 40-80 (README: Defaults).
+    latent_steps: int = field(default=20, metadata=flag(
+        "latent thoughts per agent (default 20; the reference's default 0 does no latent "
+        "thinking, its judger drops the agents' cache. Its README suggests tuning in 0-80, the "
+        "authors' runs use 10-20, the paper reports a peak at 40-80; each step is one forward "
+        "pass per agent)"))
     # ridge matrix instead of identity (the norm rescale is always on, as in the reference)
     latent_space_realign: bool = field(default=False, metadata=flag(
         "ridge realignment matrix instead of the identity"))
@@ -162,6 +176,14 @@ class MethodConfig:
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    @property
+    def degenerate_latent_mas(self) -> bool:
+        """LatentMAS at --latent_steps 0 with the reference's quirk: the judger drops the
+        agents' cache and answers from its own prompt alone, i.e. the baseline with the
+        judger's longer prompt."""
+        return (self.method == "latent_mas" and self.latent_steps == 0
+                and self.judger_drops_cache_at_zero_steps)
+
 
 def _layer_list(value) -> str:
     """"0, 2,1" -> "0,1,2" (sorted, unique): one spelling per choice, so one run id."""
@@ -179,10 +201,16 @@ class RunConfig:
         "default arc_easy (its shipped 50-row demo sample)"))
     # local file; None = the shipped demo sample or the hub
     data: str | None = field(default=None, metadata=flag(
-        "local data file; 'hub' for the reference's hub dataset"))
+        "local data file; 'hub' for the reference's hub dataset (default: the task's shipped "
+        "demo sample where it has one, else the hub)"))
     max_samples: int = field(default=-1, metadata=flag("first N samples; -1 = all (default)"))
-    generate_bs: int = field(default=20, metadata=flag(
-        "samples per batch (default 20); results do not depend on it"))
+    # None: 20 in process (the reference's), RAY_BATCH on Ray, where a batch is the unit of
+    # progress, of the store's writes and of what a `ray job stop` loses (see batch_size)
+    generate_bs: int | None = field(default=None, metadata=flag(
+        "samples per batch; results do not depend on it (default: 20 in process, as the "
+        "reference; 4 with --ray, so each replica's first batch is written, and shows in the "
+        "progress line, within a minute or so, and a stop loses only the batches running; "
+        "raise it for throughput on GPUs)"))
     seed: int = field(default=42, metadata=flag("run seed (default 42)"))
     output: str | None = field(default=None, metadata=flag(
         "run folder (default results/<task>-<method>-<model>-<hash>)"))
@@ -190,7 +218,7 @@ class RunConfig:
     scoring: Literal["standard", "reference"] = field(default="standard", metadata=flag(
         "standard (default) or the reference's exact string match"))
     prompt_file: str | None = field(default=None, metadata=flag(
-        "JSON file overriding the built-in prompt texts"))
+        "JSON file overriding the built-in prompt texts (default: the built-in texts)"))
     on_bad_row: Literal["error", "skip"] = field(default="error", metadata=flag(
         "a malformed data row stops the run (default) or is reported and skipped"))
     # Decode on vLLM: baseline / TextMAS entirely, LatentMAS's judger from the HF agents'
@@ -204,7 +232,8 @@ class RunConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def __post_init__(self):
-        _check(self.generate_bs >= 1, f"--generate_bs must be >= 1, got {self.generate_bs}")
+        _check(self.generate_bs is None or self.generate_bs >= 1,
+               f"--generate_bs must be >= 1, got {self.generate_bs}")
         _check(self.max_samples == -1 or self.max_samples >= 1,
                f"--max_samples must be -1 (all) or >= 1, got {self.max_samples}")
         _check(self.scoring in SCORING_MODES,
@@ -240,6 +269,13 @@ class RunConfig:
                f"--hop_payload embeds needs --memory full, not {m.memory}: a pruned memory keeps "
                "cache entries that attended to the dropped ones, and re-prefilling the kept "
                "inputs cannot rebuild them; use --hop_payload kv (or auto)")
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per batch: --generate_bs, else 20 in process and RAY_BATCH on Ray."""
+        if self.generate_bs is not None:
+            return self.generate_bs
+        return RAY_BATCH if self.execution.ray else IN_PROCESS_BATCH
 
     @property
     def engine_kind(self) -> Literal["hf", "vllm", "hybrid"]:

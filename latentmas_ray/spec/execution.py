@@ -140,7 +140,7 @@ class ExecutionConfig:
     wandb: str | None = field(default=None, metadata=flag(
         "log the run to this Weights & Biases project: config, running accuracy, samples/s and "
         "tokens, the summary and a per-sample table (optional extra: pip install "
-        "latentmas-ray[wandb]; WANDB_MODE=offline writes it locally)"))
+        "latentmas-ray[wandb]; WANDB_MODE=offline writes it locally; default: no logging)"))
     wandb_run_name: str | None = field(default=None, metadata=flag(
         "W&B run name (default: the run folder's name)"))
     wandb_group: str | None = field(default=None, metadata=flag(

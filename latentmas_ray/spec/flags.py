@@ -5,12 +5,16 @@ Every config field with `flag(...)` metadata becomes `--<flag>` and its dashed t
 no list of flags is kept by hand. Unset flags stay absent from the parsed namespace
 (argparse.SUPPRESS), so a `--config` file can supply them and the dataclass defaults fill the
 rest. Used by `latentmas-ray run` and by the Ray job driver (`python -m jobs.evaluate`).
+
+`--help` lists the flags in GROUPS (a flag's group is its config section's unless GROUP_OF
+names it), each with its default (from the field when the help text does not state it).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import types
 import typing
@@ -18,20 +22,33 @@ from pathlib import Path
 from typing import Any
 
 from latentmas_ray.spec.config import RunConfig, from_dict, sections
+from latentmas_ray.spec.parser import Parser
 from latentmas_ray.errors import ConfigError
 
 Path_ = tuple[str, ...]          # a field's place in RunConfig, e.g. ("execution", "vllm", "gpu_share")
 
 
-class Parser(argparse.ArgumentParser):
-    def add(self, flag: str, **kw):
-        """Add `--some_flag` and its twin `--some-flag`."""
-        names = [flag]
-        twin = flag.replace("_", "-") if "_" in flag else flag.replace("-", "_")
-        if twin != flag and twin.startswith("--"):
-            names.append(twin)
-        kw.setdefault("dest", flag.lstrip("-").replace("-", "_"))
-        return self.add_argument(*names, **kw)
+# The help's groups, in order, with the line printed under each title.
+GROUPS = {
+    "data": "what is evaluated: the task, its samples, the seed and the scoring",
+    "model": "the checkpoint",
+    "method": "baseline, TextMAS or LatentMAS and their settings",
+    "engine": "how a batch executes in a replica (in process or on Ray)",
+    "Ray": "--ray: replicas on a Ray cluster (RAY_ADDRESS or --address; else a local Ray)",
+    "vLLM": "--use_vllm: the vLLM engine's options",
+    "output and observers": "where the run is written and who hears about it",
+}
+SECTION_GROUP = {(): "data", ("model",): "model", ("method",): "method",
+                 ("execution",): "Ray", ("execution", "vllm"): "vLLM"}
+GROUP_OF = {   # flags whose section is not the group a reader looks in
+    "prompt_file": "method",
+    "generate_bs": "engine", "use_vllm": "engine", "device": "engine", "packed_linear": "engine",
+    "compile": "engine", "decode_attention": "engine", "torch_threads": "engine",
+    "output": "output and observers", "progress_every": "output and observers",
+    "save_latents": "output and observers", "wandb": "output and observers",
+    "wandb_run_name": "output and observers", "wandb_group": "output and observers",
+}
+RUN_USAGE = "%(prog)s [flags]   (--help lists every flag, by group)"
 
 
 def spec_flags(cls=RunConfig, prefix: Path_ = ()) -> dict[str, tuple[Path_, dataclasses.Field, Any]]:
@@ -50,7 +67,7 @@ def spec_flags(cls=RunConfig, prefix: Path_ = ()) -> dict[str, tuple[Path_, data
 
 
 def _argparse_kwargs(f: dataclasses.Field, tp) -> dict[str, Any]:
-    kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata["help"]}
+    kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help_with_default(f, tp)}
     base = tp
     if typing.get_origin(tp) in (typing.Union, types.UnionType):      # `int | None` -> int
         base = next(a for a in typing.get_args(tp) if a is not type(None))
@@ -59,21 +76,57 @@ def _argparse_kwargs(f: dataclasses.Field, tp) -> dict[str, Any]:
     if base is bool:
         return {**kw, "action": "store_false" if f.metadata.get("negate") else "store_true"}
     assert base in (int, float, str), f"no flag type for {f.name}: {tp}"
-    return {**kw, "type": base}
+    if base is str:
+        return {**kw, "type": base}                 # metavar: the flag's name, e.g. OUTPUT
+    return {**kw, "type": base, "metavar": {int: "N", float: "X"}[base]}
 
 
-def add_run_arguments(p: Parser) -> None:
-    """Every run flag, plus `--config FILE`."""
-    p.add("--config", default=None, help="YAML or JSON file with the same fields, flat (flag names) "
-          "or nested (a run's own config.json); flags override it")
+def _help_with_default(f: dataclasses.Field, tp) -> str:
+    """The field's help, ending with its default where the text does not already state it."""
+    text = f.metadata["help"]
+    if "default" in text.lower():
+        return text
+    if tp is bool:
+        shown = "off"                  # a boolean flag is a switch, whatever field value it sets
+    elif f.default is None:
+        shown = "not set"
+    else:
+        shown = str(f.default)
+    return f"{text} (default: {shown})"
+
+
+def add_run_arguments(p: Parser, tasks: list[str] | None = None) -> None:
+    """Every run flag, in the help's groups, plus `--config FILE`. tasks: the task names (the
+    caller's registry; the spec layer does not import tasks) for `--task`'s choices."""
+    groups = {title: p.add_argument_group(title, line) for title, line in GROUPS.items()}
+    p.add("--config", default=None, metavar="FILE", group=groups["data"],
+          help="YAML or JSON file with the same fields, flat (flag names) or nested (a run's own "
+               "config.json); flags override it")
     for name, (path, f, tp) in spec_flags().items():
-        p.add(f"--{name}", dest=name, **_argparse_kwargs(f, tp))
+        kw = _argparse_kwargs(f, tp)
+        if name == "task" and tasks:
+            kw.update(type=_task_name(tasks), metavar="TASK",
+                      help=f"{', '.join(tasks)}; {kw['help']}")
+        group = groups[GROUP_OF.get(name) or SECTION_GROUP[path[:-1]]]
+        p.add(f"--{name}", dest=name, group=group, **kw)
 
 
-def run_parser(prog: str, description: str) -> Parser:
+def _task_name(tasks: list[str]):
+    """argparse type of `--task`: a known task name, or the error that lists them."""
+    def task(value: str) -> str:
+        if value not in tasks:
+            close = difflib.get_close_matches(value, tasks, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise argparse.ArgumentTypeError(
+                f"unknown task {value!r}{hint}; choose one of {', '.join(tasks)}")
+        return value
+    return task
+
+
+def run_parser(prog: str, description: str, tasks: list[str] | None = None) -> Parser:
     """The run flags as a parser of their own (the Ray job driver, `python -m jobs.evaluate`)."""
-    p = Parser(prog=prog, description=description)
-    add_run_arguments(p)
+    p = Parser(prog=prog, description=description, usage=RUN_USAGE)
+    add_run_arguments(p, tasks)
     p.set_defaults(command="run")
     return p
 
