@@ -129,3 +129,26 @@ def test_our_verdicts_equal_evalplus_on_a_generated_corpus(full_datasets_dir, tm
         found = [b for b in bugs if b[0] == tid]
         assert found and not any(b[3] for b in found), f"EvalPlus no longer has the bug on {tid}: {why}"
         assert next(b for b in found if b[1] == "canonical")[2], f"our verdict on {tid}'s canonical solution"
+
+
+def test_float_traps_fail_every_float_valued_task_of_the_hf_files(full_datasets_dir):
+    """The HF files (expected values from their literals, the oracles from the task ids): the
+    four answers that passed float-valued tasks before fail every one of them."""
+    from evalplus_corpus import DEGENERATE, degenerate
+    from latentmas_ray.sandbox.harness import decode
+    from latentmas_ray.tasks.code_compare import is_floats
+    from latentmas_ray.tasks.code_tasks import code_tests_of
+    samples = [s for name, f in (("mbppplus", "mbppplus_hf.jsonl"), ("humanevalplus", "humanevalplus_hf.jsonl"))
+               for s in load_task(name, str(full_datasets_dir / f)).samples]
+    floats = []
+    for s in samples:
+        t = code_tests_of(s.gold)
+        if t.kind == "values" and (t.atol or (t.expected and any(map(is_floats, decode(t.expected))))):
+            floats.append(s)
+    assert len(floats) >= 75, len(floats)   # the six reference-function rows are in the other test
+    programs = [(s, n) for s in floats for n in FLOAT_TRAPS]
+    scores = score_code_many([f"```python\n{degenerate(s.entry_point, DEGENERATE[n])}\n```" for s, n in programs],
+                             [s for s, _ in programs], LIMITS)
+    passed = [(s.id, n) for (s, n), sc in zip(programs, scores) if sc.correct]
+    assert not passed, passed
+    assert all(sc.error.startswith("failed: test ") for sc in scores), {sc.error for sc in scores}
