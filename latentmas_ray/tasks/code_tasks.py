@@ -125,8 +125,11 @@ def _check_sample(sample: Sample) -> None:
 # ------------------------------------------------------------------------------------------
 # Scoring
 
-_REFERENCE_CACHE: dict[str, tuple | str] = {}   # key -> expected values, or why the run failed
+_REFERENCE_CACHE: dict[str, tuple] = {}   # key -> expected values (successes only)
 _CACHE_LOCK = threading.Lock()
+# A reference solution that fails (a timeout under load, most often) is run again before the
+# failure is believed; a failure is never cached, so a later call tries again.
+REFERENCE_TRIES = 3
 
 
 @lru_cache(maxsize=4096)
@@ -155,15 +158,7 @@ def _expected_values(all_tests: Sequence[CodeTests], samples: Sequence[Sample], 
                 key = _reference_key(t)
                 if key not in _REFERENCE_CACHE:
                     todo.setdefault(key, (t, s))
-    if todo:
-        items = list(todo.items())
-        results = run_programs([t.reference for _, (t, _) in items],
-                               [limits_for(s, limits) for _, (_, s) in items], workers=workers,
-                               tests=[_calls(t, t.reference_entry) for _, (t, _) in items])
-        with _CACHE_LOCK:
-            for (key, _), res in zip(items, results):
-                _REFERENCE_CACHE[key] = (res.values if res.passed else
-                                         f"the reference solution failed: {res.status}: {res.detail}")
+    failed = _run_references(todo, limits, workers)
     out: list[tuple | str | None] = []
     for t in all_tests:
         if t.kind != "values" or t.mode == "poly_root":
@@ -171,9 +166,35 @@ def _expected_values(all_tests: Sequence[CodeTests], samples: Sequence[Sample], 
         elif t.expected is not None:
             out.append(tuple(decode(t.expected)))
         else:
+            key = _reference_key(t)
             with _CACHE_LOCK:
-                out.append(_REFERENCE_CACHE[_reference_key(t)])
+                out.append(_REFERENCE_CACHE[key] if key in _REFERENCE_CACHE else failed[key])
     return out
+
+
+def _run_references(todo: dict[str, tuple[CodeTests, Sample]], limits: SandboxLimits,
+                    workers: int | None) -> dict[str, str]:
+    """Run the reference solutions in `todo` (key -> tests, sample), each up to REFERENCE_TRIES
+    times until it passes; cache the expected values of those that passed. Returns, for each
+    that never passed, one line naming the task and the last failure."""
+    why: dict[str, str] = {}
+    for _ in range(REFERENCE_TRIES):
+        if not todo:
+            break
+        items = list(todo.items())
+        results = run_programs([t.reference for _, (t, _) in items],
+                               [limits_for(s, limits) for _, (_, s) in items], workers=workers,
+                               tests=[_calls(t, t.reference_entry) for _, (t, _) in items])
+        for (key, (_, s)), res in zip(items, results):
+            if res.passed:
+                with _CACHE_LOCK:
+                    _REFERENCE_CACHE[key] = res.values
+                del todo[key]
+                why.pop(key, None)
+            else:
+                why[key] = (f"the reference solution of {s.id} failed {REFERENCE_TRIES} times, so this "
+                            f"sample cannot be scored (last: {res.status}: {res.detail})")
+    return why
 
 
 def _score_from(res: ExecResult, code: str, tests: CodeTests, expected: tuple | str | None) -> Score:
