@@ -79,10 +79,11 @@ the probe passes (capabilities.degraded; the reasons land in sandbox_capabilitie
 `python -m latentmas_ray.sandbox` prints what this machine enforces.
 """
 
+from .capabilities import DEFAULT_LEVEL, LEVELS, SandboxUnavailable
 from .execute import TestCalls, run_program, run_programs, sandbox_capabilities
 from .harness import Digest
 from .limits import ExecResult, SandboxLimits
 from .output import NO_VALUE
 
-__all__ = ["NO_VALUE", "Digest", "ExecResult", "SandboxLimits", "TestCalls", "run_program",
-           "run_programs", "sandbox_capabilities"]
+__all__ = ["DEFAULT_LEVEL", "LEVELS", "NO_VALUE", "Digest", "ExecResult", "SandboxLimits",
+           "SandboxUnavailable", "TestCalls", "run_program", "run_programs", "sandbox_capabilities"]
