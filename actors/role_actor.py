@@ -188,7 +188,8 @@ class RoleWorker:
         from latentmas_ray.run.batch import score_rows
 
         results, samples = self.judge(box, with_samples=True)
-        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
+        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method,
+                          sandbox_level=self.cfg.execution.sandbox_level)
 
     def measure_hop(self, box) -> dict[str, Any]:
         """Receive and rebuild a memory without running the role (the benchmark's hop cost):

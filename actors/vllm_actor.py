@@ -120,7 +120,8 @@ class VLLMReplica:
         from latentmas_ray.run.batch import score_rows
 
         results, _, samples = await self.judge(box, with_stats=True)
-        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
+        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method,
+                          sandbox_level=self.cfg.execution.sandbox_level)
 
     def close(self) -> None:
         """Stop the EngineCore process (ActorGroup.kill calls this before killing the actor)."""

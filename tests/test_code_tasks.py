@@ -272,8 +272,8 @@ def _flaky_references(monkeypatch, fail_first: int):
     from latentmas_ray.sandbox import ExecResult
     real, runs = ct.run_programs, {"n": 0}
 
-    def run_programs(programs, limits, workers=None, tests=None, progress=None):
-        results = real(programs, limits, workers=workers, tests=tests, progress=progress)
+    def run_programs(programs, limits, workers=None, tests=None, progress=None, level="standard"):
+        results = real(programs, limits, workers=workers, tests=tests, progress=progress, level=level)
         out = []
         for prog, res in zip(programs, results):
             if "def f(x):\n    return x" in prog and "rightanswer" not in prog:   # the reference

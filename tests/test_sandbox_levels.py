@@ -197,3 +197,53 @@ def test_every_claim_of_the_capability_report_holds(tmp_path):
         assert not r.passed, r
         checks += 1
     assert checks >= 1 or os.geteuid() != 0
+
+
+# ------------------------------------------------------------------------------------------
+# a run and `latentmas-ray score` refuse, one line, before any heavy work; the weaker level,
+# when asked, is recorded in config.json, summary.json and the report's header
+
+def _run_argv(tiny_model_dir, datasets_dir, out, *extra) -> list[str]:
+    return ["run", "--model_name", tiny_model_dir, "--dtype", "float32", "--device", "cpu",
+            "--task", "humanevalplus", "--data", str(datasets_dir / "humanevalplus.jsonl"),
+            "--max_samples", "1", "--latent_steps", "1", "--max_new_tokens", "4",
+            "--temperature", "0", "--output", str(out), *extra]
+
+
+def test_a_run_refuses_code_without_its_isolation_and_records_a_weaker_level(
+        monkeypatch, fresh_plan, tiny_model_dir, datasets_dir, tmp_path, capsys):
+    import json
+
+    from latentmas_ray.cli import main
+    monkeypatch.setattr(ex, "full_plan", lambda notes: Plan())   # a machine without namespaces
+    out = tmp_path / "run"
+    assert main(_run_argv(tiny_model_dir, datasets_dir, out)) == 2
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "--sandbox_level standard" in text and "--sandbox_level rlimits-only" in text, text
+    assert not out.exists()   # refused before the model loaded and the run folder was made
+
+    assert main(_run_argv(tiny_model_dir, datasets_dir, out, "--sandbox_level", "rlimits-only")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sandbox"]["level"] == "rlimits-only" and summary["sandbox"]["pid_namespace"] is False
+    config = json.loads((out / "config.json").read_text())
+    assert config["run"]["execution"]["sandbox_level"] == "rlimits-only"
+    assert main(["report", str(out), "--output", str(tmp_path / "report")]) == 0
+    header = (tmp_path / "report" / "report.md").read_text().split("## ")[0]
+    assert "Code sandbox (--sandbox_level, what it enforced): run: rlimits-only (rlimits only)" in header
+
+
+def test_score_command_refuses_and_accepts_the_weaker_level(monkeypatch, fresh_plan, datasets_dir,
+                                                           tmp_path, capsys):
+    import json
+
+    from latentmas_ray.cli import main
+    monkeypatch.setattr(ex, "full_plan", lambda notes: Plan())
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "HumanEval/0", "completion": "```python\ndef f(): pass\n```"}) + "\n")
+    argv = ["score", "--task", "humanevalplus", "--data", str(datasets_dir / "humanevalplus.jsonl"),
+            "--predictions", str(preds)]
+    assert main(argv) == 2
+    assert "--sandbox_level rlimits-only" in "".join(capsys.readouterr())
+    assert main(argv + ["--sandbox_level", "rlimits-only"]) == 0
+    assert "level rlimits-only" in "".join(capsys.readouterr())

@@ -71,7 +71,8 @@ class StreamEvaluator:
     async def run(self, samples: Sequence) -> list[dict[str, Any]]:
         samples = list(samples)
         results = await self.generate_batch(samples)
-        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method)
+        return score_rows(samples, results, self.cfg.scoring, self.cfg.method.method,
+                          sandbox_level=self.cfg.execution.sandbox_level)
 
     async def judge(self, batch, transfer_ms: float = 0.0) -> list[tuple[Any, Any]]:
         """Every judger of a LatentBatch submitted at once -> (SampleResult, HybridStats) each."""
@@ -88,7 +89,8 @@ class StreamEvaluator:
 
     async def judge_rows(self, batch, transfer_ms: float = 0.0) -> list[dict[str, Any]]:
         results = [r for r, _ in await self.judge(batch, transfer_ms)]
-        return score_rows(batch.samples, results, self.cfg.scoring, self.cfg.method.method)
+        return score_rows(batch.samples, results, self.cfg.scoring, self.cfg.method.method,
+                          sandbox_level=self.cfg.execution.sandbox_level)
 
 
 class Window:
@@ -134,7 +136,7 @@ async def stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
         while buffered and (len(buffered) >= cfg.generate_bs or final):
             part, buffered[:] = buffered[:cfg.generate_bs], buffered[cfg.generate_bs:]
             on_rows(score_rows([s for s, _ in part], [r for _, r in part], cfg.scoring,
-                               cfg.method.method))
+                               cfg.method.method, sandbox_level=cfg.execution.sandbox_level))
 
     async def one(sample):
         return sample, await ev.generate(sample)
