@@ -247,3 +247,31 @@ def test_score_command_refuses_and_accepts_the_weaker_level(monkeypatch, fresh_p
     assert "--sandbox_level rlimits-only" in "".join(capsys.readouterr())
     assert main(argv + ["--sandbox_level", "rlimits-only"]) == 0
     assert "level rlimits-only" in "".join(capsys.readouterr())
+
+
+# ------------------------------------------------------------------------------------------
+# cgroup v2 (this machine mounts v1 controllers; the v2 file protocol is checked on a folder)
+
+def test_cgroup_v2_group_gets_memory_and_pids_limits_and_reports_oom(tmp_path):
+    from latentmas_ray.sandbox.cgroups import V2, RunCgroups
+    run = RunCgroups(((V2, str(tmp_path)),), SandboxLimits(memory_mb=300, max_procs=16))
+    (group,) = run.dirs.values()
+    read = lambda name: open(os.path.join(group, name)).read()   # noqa: E731
+    assert read("memory.max") == str(300 * 1024 * 1024) and read("pids.max") == "16"
+    assert read("memory.swap.max") == "0"
+    assert run.limits("memory") and run.limits("pids")
+    assert run.procs_files() == [os.path.join(group, "cgroup.procs")]
+    open(os.path.join(group, "memory.events"), "w").write("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+    assert not run.oom_killed()
+    open(os.path.join(group, "memory.events"), "w").write("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert run.oom_killed()
+
+
+def test_cgroup_v2_probe_needs_both_controllers(tmp_path):
+    from latentmas_ray.sandbox.cgroups import probe_v2
+    (tmp_path / "cgroup.controllers").write_text("cpu io\n")
+    notes: list[str] = []
+    assert probe_v2(notes, mounts=[str(tmp_path)], own="/") is None
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    assert probe_v2(notes, mounts=[str(tmp_path)], own="/") is None   # a plain folder: no knobs
+    assert any("get no memory/pids limits" in n for n in notes), notes

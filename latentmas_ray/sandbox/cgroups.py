@@ -62,7 +62,7 @@ def probe_cgroups(notes: list[str]) -> tuple[tuple[str, str], ...]:
             found.append((ctrl, parent))
     if found:
         return tuple(found)
-    v2 = _probe_v2(notes)
+    v2 = probe_v2(notes)
     if v2:
         return ((V2, v2),)
     notes.append("no usable cgroup pids/memory controllers (v1 or v2)")
@@ -80,7 +80,7 @@ def _v2_mounts() -> list[str]:
         return []
 
 
-def _probe_v2(notes: list[str], mounts: Sequence[str] | None = None, own: str | None = None) -> str | None:
+def probe_v2(notes: list[str], mounts: Sequence[str] | None = None, own: str | None = None) -> str | None:
     """A v2 folder whose new children get memory.max and pids.max, or None."""
     for mount in (_v2_mounts() if mounts is None else mounts):
         try:
