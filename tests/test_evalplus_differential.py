@@ -51,7 +51,7 @@ SLOW_TASKS = {"Mbpp/84", "Mbpp/123", "Mbpp/162", "Mbpp/255", "Mbpp/271", "Mbpp/3
               "Mbpp/453", "Mbpp/583", "Mbpp/589", "Mbpp/592", "Mbpp/599", "Mbpp/603",
               "Mbpp/630", "Mbpp/745", "HumanEval/15", "HumanEval/36", "HumanEval/59",
               "HumanEval/83", "HumanEval/94", "HumanEval/130", "HumanEval/139"}
-OTHER_TASKS_EVERY = 16    # one task in this many of the rest joins the corpus
+OTHER_TASKS_EVERY = 24    # one task in this many of the rest joins the corpus
 LIMITS = SandboxLimits(wall_s=20.0, cpu_s=20.0)   # the corpus has no slow program on purpose
 _FLOAT_TEXT = re.compile(r"[0-9]\.[0-9]|[0-9]e[-+]?[0-9]|\binf\b|\bnan\b")
 _LOOP_ATOL = re.compile(r"assertion\([^\n]*, ([-+0-9.e]+)\)\s*$", re.M)

@@ -21,6 +21,7 @@ from ..sandbox import DEFAULT_LEVEL, ExecResult, SandboxLimits, TestCalls, run_p
 from ..sandbox.harness import decode
 from .base import Sample, Score
 from .code_checks import TRANSFORM, CodeTests, first_failure
+from .code_compare import short
 from .code_hf_tests import resolve
 from .code_rows import parse_humanevalplus, parse_mbppplus
 
@@ -206,7 +207,7 @@ def _score_from(res: ExecResult, code: str, tests: CodeTests, expected: tuple | 
         where = ""
         if res.status == "failed" and res.last_test is not None and res.last_test < tests.count:
             args = decode(tests.inputs)[res.last_test]
-            where = f"test {res.last_test + 1}/{tests.count}: {tests.entry}(*{repr(args)[:160]}) raised "
+            where = f"test {res.last_test + 1}/{tests.count}: {tests.entry}(*{short(args)}) raised "
         return Score(False, code, f"{res.status}: {where}{res.detail}")
     why = first_failure(tests, res.values, expected)
     return Score(True, code, None) if why is None else Score(False, code, f"failed: {why}")
