@@ -391,6 +391,13 @@ RESTATED_OPTIONS = [
     ("A: one\nB: two\nC: three\nD: four", None),
     ("Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. nitrogen\nD. helium", None),
     ("A) one\nB) two\nC) three\nD)", None),                           # cut off mid-list
+    # the demo's own completions (arc_easy, greedy, SmolLM2-135M; were A by the opening rule)
+    ("A. brain cells\nB. bone cells\nC. muscle cells\nD. ovary cells\n\nA. brain cells\n"
+     "B. bone cells\nC. muscle cells\nD. ovary cells\n\nThe correct answer is:", None),
+    ("A. gray\nB. warm\nC. long\nD. soft", None),
+    ("A. wash hands\nB. turn off all equipment\nC. put away all glassware\nD. wash instruments "
+     "and table tops", None),
+    ("A: 1. Measure the mass of the fertilizer used.\n2. Use a balance to measure it.", None),
     ("A. one\nB. two\nC. three\nD.", None),
     ("A) one\nB) two\nC) three\nD) four\nThe answer is C", "C"),     # a phrase picks
     ("A) one\nB) two\nC) three\nD) four\n\\boxed{C}", "C"),          # a box picks

@@ -52,6 +52,8 @@ _CHOICE_PHRASE = re.compile(
     r"(?:(?:is|would\s+be|will\s+be|should\s+be|must\s+be)(?![A-Za-z'])|:|=)[\s*_:]*"
     r"(?:(?:option|choice)[\s*_:]+)?(?:[(\[][\s*_]*)?([A-Da-d])(?![A-Za-z0-9])", re.I)
 _WORD_FOLLOWS = re.compile(r"[\s*_)\]]*[A-Za-z]")
+# Rule 5's opening option: "B. Paris", "B) Paris", "(B) Paris" ("A: 1. Measure..." is not one).
+_OPENING_OPTION = re.compile(r"(?:\(([A-D])\)|([A-D])[.)])(?:\s|$)")
 _BOLD_LETTER = re.compile(
     r"\*\*[ \t]*[(\[]?([A-D])[)\]]?[.:)]?[ \t]*\*\*|\*\*[ \t]*[(\[]?([A-D])[.:)\]][ \t][^*\n]{0,200}\*\*")
 _LINE_LETTER = re.compile(r"[(\[]?\s*([A-D])(?:\s*[)\]])?\s*\.?")
@@ -120,8 +122,9 @@ def _extract_choice(text: str) -> tuple[str | None, str | None]:
         m = _LINE_LETTER.fullmatch(lines[-1])
         if m and not (restated and _continues_list(labels)):
             return m.group(1), None
-        if labels[0] is not None and not restated:
-            return labels[0], None
+        m = _OPENING_OPTION.match(lines[0])
+        if m and not restated:
+            return m.group(1) or m.group(2), None
     if restated:
         return None, "the completion restates the options without picking one"
     return None, "no \\boxed{} letter, answer phrase, bold letter or letter line found"
