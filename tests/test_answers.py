@@ -398,6 +398,8 @@ RESTATED_OPTIONS = [
     ("A. wash hands\nB. turn off all equipment\nC. put away all glassware\nD. wash instruments "
      "and table tops", None),
     ("A: 1. Measure the mass of the fertilizer used.\n2. Use a balance to measure it.", None),
+    ("A. 1.1\nB. 1.2\nC. 1.3\nD. 1.4", None),                           # numbers as options
+    ("A. \nB. \nC. \nD. \nE. \nF. ", None),                             # empty labels, past D
     ("A. one\nB. two\nC. three\nD.", None),
     ("A) one\nB) two\nC) three\nD) four\nThe answer is C", "C"),     # a phrase picks
     ("A) one\nB) two\nC) three\nD) four\n\\boxed{C}", "C"),          # a box picks
