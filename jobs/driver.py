@@ -264,7 +264,8 @@ class Driver:
             return
         if kind == "gen":
             if self.sched.generated(ticket):     # the replica is free; score on a CPU worker
-                score = self.score_task().remote(samples, ref, self.cfg.scoring, self.method, 1)
+                score = self.score_task().remote(samples, ref, self.cfg.scoring, self.method, 1,
+                                                 self.cfg.execution.sandbox_level)
                 self.inflight[score] = ("score", (ticket, samples))
                 self.sent_at[ticket] = sent         # still out until its rows are written
             self.check_health("")

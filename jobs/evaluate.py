@@ -46,6 +46,25 @@ def check_before_start(cfg: RunConfig) -> None:
             check_address(address)
 
 
+def check_sandbox(cfg: RunConfig, kind: str, console) -> dict | None:
+    """Code tasks: what the sandbox enforces here at --sandbox_level (for summary.json), or
+    SandboxUnavailable (one line naming what is missing and the weaker level's flag). On Ray
+    the scoring workers check again on their own machines."""
+    if kind != "code":
+        return None
+    from latentmas_ray.sandbox import sandbox_capabilities
+    caps = sandbox_capabilities(cfg.execution.sandbox_level)
+    console.print(f"code sandbox: --sandbox_level {cfg.execution.sandbox_level}"
+                  + ("" if cfg.execution.ray else f" ({caps_line(caps)})"), highlight=False)
+    return caps
+
+
+def caps_line(caps: dict) -> str:
+    on = [k for k in ("pid_namespace", "net_namespace", "private_tmp_and_shm", "landlock",
+                      "unprivileged_uid", "cgroup_pids", "cgroup_memory") if caps.get(k) not in (False, "no")]
+    return "enforced: " + (", ".join(on) or "rlimits only")
+
+
 def evaluate(cfg: RunConfig, console) -> int:
     """Run `cfg` to the end (resuming what its folder holds); prints the summary line."""
     from latentmas_ray.spec.models import check_agent_models, resolve_model
@@ -60,6 +79,7 @@ def evaluate(cfg: RunConfig, console) -> int:
                      max_samples=cfg.max_samples)
     model_path = resolve_model(cfg.model.name_or_path)
     check_agent_models(cfg, model_path)     # per-agent checkpoints: found, and of one KV shape
+    sandbox = check_sandbox(cfg, task.spec.kind, console)   # code tasks: before the model loads
     check_before_start(cfg)
 
     from latentmas_ray.run.in_process import run_in_process
@@ -104,7 +124,7 @@ def evaluate(cfg: RunConfig, console) -> int:
         summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
                    "data": task.source,
                    "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
-                   **store.summary(wall)}
+                   **({"sandbox": sandbox} if sandbox else {}), **store.summary(wall)}
         store.write_summary(summary)
         observer.on_end(summary, store.read().to_pylist() if observer.wants_rows else [])
     rate = f", {len(pending) / wall:.2f} samples/s" if wall else ""

@@ -30,6 +30,9 @@ def _score_parser(sub) -> None:
           help="stop at the first malformed row (default) or record it and go on")
     p.add("--seed", type=int, default=42, help="run seed (fixes GPQA's option order)")
     p.add("--workers", type=int, default=None, help="parallel sandboxes for code (default: cores)")
+    p.add("--sandbox_level", default="standard", choices=["strict", "standard", "rlimits-only"],
+          help="code: the isolation the sandbox must give, or scoring refuses: strict, standard "
+          "(default) or rlimits-only (see `latentmas-ray run --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:

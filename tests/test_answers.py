@@ -377,6 +377,51 @@ def test_choice_order():
     assert score_choice("A. brain cells\n\nThe correct answer is D. ovary cells", "D").correct
 
 
+
+# Restated options, read as a person reads them (issue 23): (completion, the letter read or None).
+# The first rows are the shapes SmolLM2-135M gives on ARC-Easy in the demo (issue 23: baseline
+# samples 0 and 6 scored correct this way): it repeats the options, in one label style or
+# another, sometimes after the question, sometimes cut at max_new_tokens.
+RESTATED_OPTIONS = [
+    ("A. Sunlight\nB. Water\nC. Soil\nD. Air", None),
+    ("A) one\nB) two\nC) three\nD) four\nI think it is C", None),
+    ("(A) one\n(B) two\n(C) three\n(D) four", None),
+    ("**A.** one\n**B.** two\n**C.** three\n**D.** four", None),
+    ("- A. one\n- B. two\n- C. three", None),
+    ("A: one\nB: two\nC: three\nD: four", None),
+    ("Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. nitrogen\nD. helium", None),
+    ("A) one\nB) two\nC) three\nD)", None),                           # cut off mid-list
+    # the demo's own completions (arc_easy, greedy, SmolLM2-135M; were A by the opening rule)
+    ("A. brain cells\nB. bone cells\nC. muscle cells\nD. ovary cells\n\nA. brain cells\n"
+     "B. bone cells\nC. muscle cells\nD. ovary cells\n\nThe correct answer is:", None),
+    ("A. gray\nB. warm\nC. long\nD. soft", None),
+    ("A. wash hands\nB. turn off all equipment\nC. put away all glassware\nD. wash instruments "
+     "and table tops", None),
+    ("A: 1. Measure the mass of the fertilizer used.\n2. Use a balance to measure it.", None),
+    ("A. 1.1\nB. 1.2\nC. 1.3\nD. 1.4", None),                           # numbers as options
+    ("A. \nB. \nC. \nD. \nE. \nF. ", None),                             # empty labels, past D
+    ("A. one\nB. two\nC. three\nD.", None),
+    ("A) one\nB) two\nC) three\nD) four\nThe answer is C", "C"),     # a phrase picks
+    ("A) one\nB) two\nC) three\nD) four\n\\boxed{C}", "C"),          # a box picks
+    ("A) one\nB) two\nC) three\nD) four\n\nC", "C"),                 # a final letter line
+    ("A) one\nB) two\nC) three\nD) four\n\n(B)", "B"),
+    ("**A.** one\n**B.** two\nSo: **B**", "B"),                        # a bold pick, not a label
+    ("A. one\nB. two\nC. three\nD. four\nAnswer: D", "D"),
+    ("A. brain cells\n\nThe correct answer is D. ovary cells", "D"),
+    ("B. Paris is the capital.", "B"),                                  # one option line: the pick
+    ("(C) Paris\n\nbecause it is the capital.", "C"),
+    ("C) Paris, since A) and B) are wrong", "C"),                       # labels mid-line are no lines
+]
+
+
+@pytest.mark.parametrize("text,letter", RESTATED_OPTIONS, ids=[t[:30] for t, _ in RESTATED_OPTIONS])
+def test_choice_restated_options_are_no_answer(text, letter):
+    for gold in "ABCD":
+        s = score_choice(text, gold)
+        assert s.extracted == letter and s.correct == (gold == letter), (text, gold, s)
+        if letter is None:
+            assert "restates the options" in s.error or "no \\boxed" in s.error
+
 # ----------------------------------------------------------------------------------------------
 # robustness: threads, timeouts, hostile input
 

@@ -260,3 +260,54 @@ def test_every_real_row_is_checked_by_values(loaded):
             assert t.kind == "values", (name, s.id)
             assert (t.expected is not None) or (t.reference is not None) or t.mode == "poly_root"
             assert t.count == len(decode(t.inputs)) > 0
+
+
+# ------------------------------------------------------------------------------------------
+# a reference solution's failure is retried, never cached (issue 23, Build 6)
+
+def _flaky_references(monkeypatch, fail_first: int):
+    """code_tasks.run_programs, with the first `fail_first` runs of each reference program
+    turned into timeouts (load on a busy machine); returns the count of reference runs."""
+    import latentmas_ray.tasks.code_tasks as ct
+    from latentmas_ray.sandbox import ExecResult
+    real, runs = ct.run_programs, {"n": 0}
+
+    def run_programs(programs, limits, workers=None, tests=None, progress=None, level="standard"):
+        results = real(programs, limits, workers=workers, tests=tests, progress=progress, level=level)
+        out = []
+        for prog, res in zip(programs, results):
+            if "def f(x):\n    return x" in prog and "rightanswer" not in prog:   # the reference
+                runs["n"] += 1
+                if runs["n"] <= fail_first:
+                    res = ExecResult(False, "timeout", None, "", "", 30.0, "wall time limit (30 s) exceeded")
+            out.append(res)
+        return out
+
+    monkeypatch.setattr(ct, "run_programs", run_programs)
+    monkeypatch.setattr(ct, "_REFERENCE_CACHE", {})
+    return runs
+
+
+def _echo_sample(task_id: str):
+    samples, _ = parse_mbppplus([(1, dict(GOOD_NATIVE_MBPP, task_id=task_id))], "data.jsonl", "error")
+    return samples[0]
+
+
+def test_a_reference_that_fails_once_is_retried(monkeypatch):
+    runs = _flaky_references(monkeypatch, fail_first=1)
+    s = _echo_sample("Mbpp/901")
+    score = score_code(fenced("def f(x):\n    rightanswer = x\n    return rightanswer"), s, LIMITS)
+    assert score.correct and runs["n"] == 2, (score, runs)
+
+
+def test_a_reference_that_keeps_failing_is_one_clear_error_and_not_cached(monkeypatch):
+    from latentmas_ray.tasks.code_tasks import REFERENCE_TRIES
+    runs = _flaky_references(monkeypatch, fail_first=10**6)
+    s = _echo_sample("Mbpp/902")
+    good = fenced("def f(x):\n    rightanswer = x\n    return rightanswer")
+    score = score_code(good, s, LIMITS)
+    assert not score.correct and runs["n"] == REFERENCE_TRIES
+    assert "Mbpp/902" in score.error and f"failed {REFERENCE_TRIES} times" in score.error
+    assert "cannot be scored" in score.error
+    score_code(good, s, LIMITS)   # not believed for the worker's life: tried again
+    assert runs["n"] == 2 * REFERENCE_TRIES

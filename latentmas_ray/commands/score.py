@@ -22,14 +22,15 @@ def _parse_prediction(line: int, row: dict) -> tuple[int, str, str]:
     return line, str(row["id"]), completion
 
 
-def sandbox_summary() -> str:
-    """One line saying what the code sandbox enforces on this machine."""
+def sandbox_summary(level: str = "standard") -> str:
+    """One line saying what the code sandbox enforces on this machine at `level` (raises
+    SandboxUnavailable, one line naming what is missing, when it cannot give it)."""
     from ..sandbox import sandbox_capabilities
-    caps = sandbox_capabilities()
+    caps = sandbox_capabilities(level)
     on = [k for k in ("pid_namespace", "net_namespace", "landlock", "unprivileged_uid",
                       "cgroup_pids", "cgroup_memory") if caps.get(k)]
     missing = [k for k in ("pid_namespace", "net_namespace", "landlock") if not caps.get(k)]
-    text = f"rlimits ({caps.get('rlimits')}), " + ", ".join(on)
+    text = f"level {level}: rlimits ({caps.get('rlimits')}), " + ", ".join(on)
     return text + (f"; NOT available: {', '.join(missing)}" if missing else "")
 
 
@@ -60,11 +61,12 @@ def run_score(args, console) -> int:
         chosen.append((by_id[pid], completion))
 
     samples = [s for s, _ in chosen]
+    level = getattr(args, "sandbox_level", "standard")
     if task.spec.kind == "code":
-        console.print(f"sandbox: {sandbox_summary()}", highlight=False)
+        console.print(f"sandbox: {sandbox_summary(level)}", highlight=False)
     with progress_bar(console, "scoring", total=len(samples)) as advance:
         scores = score_samples(samples, [c for _, c in chosen], args.scoring,
-                               workers=args.workers, progress=advance)
+                               workers=args.workers, progress=advance, sandbox_level=level)
 
     if args.output:
         with atomic_open(args.output) as f:

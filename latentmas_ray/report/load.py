@@ -33,6 +33,7 @@ class Run:
     seed: int
     complete: bool                  # summary.json agrees with the samples on disk
     rows: list[dict] = field(repr=False, default_factory=list)
+    sandbox: str = ""               # code runs: the sandbox level and what it enforced (summary.json)
 
     @property
     def n(self) -> int:
@@ -125,7 +126,20 @@ def load_run(folder: str | Path) -> Run:
                method=str(method.get("method", "latent_mas")),
                topology=str(method.get("prompt", "sequential")),
                latent_steps=int(method.get("latent_steps", 0) or 0), model=model,
-               model_ref=model_ref, seed=int(cfg.get("seed", 42)), complete=complete, rows=rows)
+               model_ref=model_ref, seed=int(cfg.get("seed", 42)), complete=complete, rows=rows,
+               sandbox=_sandbox_text(summary.get("sandbox")))
+
+
+def _sandbox_text(caps) -> str:
+    """'standard (PID namespace, ...)' from summary.json's "sandbox" (a code run's), else ''."""
+    if not isinstance(caps, dict) or not caps.get("level"):
+        return ""
+    names = {"pid_namespace": "PID namespace", "net_namespace": "network namespace",
+             "private_tmp_and_shm": "private /tmp and /dev/shm", "landlock": "Landlock",
+             "unprivileged_uid": "unprivileged uid", "cgroup_memory": "cgroup memory limit",
+             "cgroup_pids": "cgroup process limit"}
+    on = [text for key, text in names.items() if caps.get(key) not in (None, False, "no")]
+    return f"{caps['level']} ({', '.join(on) or 'rlimits only'})"
 
 
 def _id_key(sid: str) -> tuple:

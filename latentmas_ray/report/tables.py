@@ -227,6 +227,9 @@ def to_markdown(rep: Report, plots: list[str] | None = None) -> str:
              f"model{'s' if len(models) != 1 else ''} {', '.join(models)}.", ""]
     for line in progress_lines(rep):
         lines += [line, ""]
+    sandboxes = [f"{r.name}: {r.sandbox}" for r in rep.runs if r.sandbox]
+    if sandboxes:
+        lines += ["Code sandbox (--sandbox_level, what it enforced): " + "; ".join(sandboxes) + ".", ""]
     text = "\n".join(lines) + "\n" + "\n".join(table_markdown(t) for t in all_tables(rep))
     if plots:
         titles = dict(PLOTS)

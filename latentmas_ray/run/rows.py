@@ -23,11 +23,12 @@ def rows_for(cfg: RunConfig, samples: Sequence[Sample], results: Sequence,
              workers: int | None = None) -> list[dict[str, Any]]:
     """The store rows of a batch: `results` (K per sample, sample-major) scored by the run's
     scoring mode and labelled with its method."""
-    return score_rows(samples, results, cfg.scoring, cfg.method.method, workers)
+    return score_rows(samples, results, cfg.scoring, cfg.method.method, workers,
+                      cfg.execution.sandbox_level)
 
 
 def score_rows(samples: Sequence[Sample], results: Sequence, mode: str, method: str,
-               workers: int | None = None) -> list[dict[str, Any]]:
+               workers: int | None = None, sandbox_level: str = "standard") -> list[dict[str, Any]]:
     """Score generated results and build store rows (a replica for cheap scorers; a CPU worker
     for code tasks). results: K per sample (K >= 1), sample-major, sample_index 0..K-1."""
     samples, results = list(samples), list(results)
@@ -36,7 +37,8 @@ def score_rows(samples: Sequence[Sample], results: Sequence, mode: str, method: 
     per_row = [s for s in samples for _ in range(k)]                  # each sample K times
     assert ([(s.id, i % k) for i, s in enumerate(per_row)]
             == [(r.id, getattr(r, "sample_index", 0)) for r in results]), "results out of order"
-    scores = score_samples(per_row, [r.prediction for r in results], mode, workers=workers)
+    scores = score_samples(per_row, [r.prediction for r in results], mode, workers=workers,
+                           sandbox_level=sandbox_level)
     return [result_row(s, r, sc, method) for s, r, sc in zip(per_row, results, scores)]
 
 

@@ -14,7 +14,7 @@ Modules, one job each:
                    as plain data; its source is shipped into the jail, the scorer decodes with it
   limits.py        SandboxLimits, ExecResult
   capabilities.py  the plan (which layers work here), how it degrades, how it is reported
-  cgroups.py       per-run cgroup v1 groups
+  cgroups.py       per-run cgroups, v1 or v2
   execute.py       spawning, the probe, run_program / run_programs
   output.py        the output pump, report lines, classifying how a run ended
 
@@ -47,27 +47,36 @@ Threat model. Defended: everything above, plus the isolation layers below. NOT d
   * CPU for up to the limits, its scratch folder up to the tmpfs size (or, without a mount
     namespace, up to the file-size limit per file); RLIMIT_CPU and RLIMIT_AS are per process,
     only the cgroups limit the sum.
-  * without namespaces, Landlock and root (the last-resort fallback): reach the network, signal
-    other processes of the same user (including the scorer), write wherever that user may, and
-    leave behind a process that both escaped the session and cleared its environment.
+  * without namespaces, Landlock and root (only at --sandbox_level rlimits-only, asked for by
+    name): reach the network, signal other processes of the same user (including the scorer),
+    write wherever that user may, and leave behind a process that both escaped the session and
+    cleared its environment.
+
+Levels (--sandbox_level, capabilities.LEVELS): strict, standard (default), rlimits-only. The
+sandbox fails closed: scoring refuses to start (SandboxUnavailable, one line naming what is
+missing and the flag of the weaker level) when this machine cannot give the level asked for.
 
 Layers, each used when it works here. The first run probes them: the full set runs a small
-program (writes a file, imports numpy); if that fails, layers are given up one at a time, in
-the order cgroups, scratch tmpfs, Landlock, uid switch, capability drop, namespaces, until
-the probe passes (capabilities.degraded; the reasons land in sandbox_capabilities()["notes"]):
+program (writes a file, imports numpy); a probe that fails is run again (PROBE_TRIES), then
+layers are given up one at a time, in the order cgroups, scratch tmpfs, Landlock, uid switch,
+capability drop, namespaces, until the probe passes, never below what the level needs
+(capabilities.degraded; the reasons land in sandbox_capabilities()["notes"]). A plan chosen
+after failed probes is probed again after RECHECK_S, not kept for the process:
   1. util-linux `unshare --pid --fork --kill-child --mount-proc --net --ipc` (as root directly,
      otherwise inside a new user namespace): a PID namespace, so when the runner (its init)
      exits the kernel kills every descendant, setsid/double-forked ones included, and nothing
-     outside is visible or signalable; a network namespace with no interfaces; a private
-     tmpfs mounted on the scratch folder (size-capped, vanishes with the namespace).
+     outside is visible or signalable; a network namespace with no interfaces; private
+     size-capped tmpfs mounts on the scratch folder and on /tmp, /var/tmp and /dev/shm, so
+     nothing the program writes anywhere outlives it (they vanish with the namespace).
   2. Landlock (kernel ABI >= 1): everything outside the scratch folder becomes read-only for
      the program (writes to /dev/null allowed); ABI >= 4 also denies TCP bind/connect; ABI >= 6
      forbids signalling processes outside the sandbox.
   3. As root: the program runs as uid/gid 65534 with every capability dropped except
      CAP_DAC_READ_SEARCH (so it can still read a Python installed under /root), which makes
      file permissions and RLIMIT_NPROC apply, plus no_new_privs.
-  4. As root with cgroup v1: a per-run pids cgroup (pids.max = max_procs) and memory cgroup
-     (limit = memory_mb); every process left in them is killed at the end.
+  4. As root with cgroups (v1, or v2 where v1's controllers are not mounted): per-run limits
+     on processes (pids.max = max_procs) and on the memory of all of them together
+     (memory_mb); every process left in them is killed at the end.
   5. Always: own session, rlimits (address space, CPU, file size, open files, core, processes),
      a clean environment built from scratch, a fresh scratch cwd removed afterwards, stdin from
      /dev/null, a wall-clock limit enforced by the scorer, stdout/stderr read with a cap (a
@@ -79,10 +88,11 @@ the probe passes (capabilities.degraded; the reasons land in sandbox_capabilitie
 `python -m latentmas_ray.sandbox` prints what this machine enforces.
 """
 
+from .capabilities import DEFAULT_LEVEL, LEVELS, SandboxUnavailable
 from .execute import TestCalls, run_program, run_programs, sandbox_capabilities
 from .harness import Digest
 from .limits import ExecResult, SandboxLimits
 from .output import NO_VALUE
 
-__all__ = ["NO_VALUE", "Digest", "ExecResult", "SandboxLimits", "TestCalls", "run_program",
-           "run_programs", "sandbox_capabilities"]
+__all__ = ["DEFAULT_LEVEL", "LEVELS", "NO_VALUE", "Digest", "ExecResult", "SandboxLimits",
+           "SandboxUnavailable", "TestCalls", "run_program", "run_programs", "sandbox_capabilities"]

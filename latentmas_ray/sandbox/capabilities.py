@@ -8,10 +8,51 @@ import shutil
 import subprocess
 from dataclasses import dataclass, replace
 
-from .cgroups import probe_cgroups
-from .confine import landlock_abi
+from ..errors import LatentMASError
+from .cgroups import V2, probe_cgroups
+from .confine import PRIVATE_DIRS, landlock_abi
 
 SANDBOX_UID = 65534                  # "nobody": the uid a root scorer runs programs as
+
+# How much isolation a run insists on (--sandbox_level); scoring code refuses to start below it.
+#   strict        standard + writes outside the scratch folder blocked (Landlock, or the uid
+#                 switch with private /tmp, /var/tmp, /dev/shm) + cgroup pids and memory limits
+#   standard      PID and network namespaces, a private tmpfs on the scratch folder, /tmp,
+#                 /var/tmp and /dev/shm (nothing the program writes there outlives it)
+#   rlimits-only  whatever works, down to rlimits and a scratch folder (no isolation: trusted code)
+LEVELS = ("strict", "standard", "rlimits-only")
+DEFAULT_LEVEL = "standard"   # what every Linux with util-linux and mount namespaces gives
+
+
+class SandboxUnavailable(LatentMASError):
+    """The isolation the run's --sandbox_level asks for is missing on this machine."""
+
+
+def missing_for(level: str, p: "Plan") -> list[str]:
+    """What `p` lacks for `level` (empty when it is enough)."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown sandbox level {level!r}; use one of {', '.join(LEVELS)}")
+    if level == "rlimits-only":
+        return []
+    out = []
+    if not p.pidns:
+        out.append("PID and network namespaces (util-linux unshare)")
+    if not p.tmpfs:
+        out.append("private tmpfs mounts (scratch, " + ", ".join(PRIVATE_DIRS) + ")")
+    if level == "strict":
+        if not writes_blocked(p):
+            out.append("Landlock or a uid switch (root) to block writes outside the scratch folder")
+        ctrls = {c for c, _ in p.cgroups}
+        if not (V2 in ctrls or {"pids", "memory"} <= ctrls):
+            out.append("cgroup pids and memory controllers (v1 or v2, as root)")
+    return out
+
+
+def writes_blocked(p: "Plan") -> bool:
+    """Can the program leave a file anywhere outside its scratch folder? Landlock makes all
+    else read-only; the uid switch leaves only world-writable folders, which the private
+    tmpfs mounts cover (/tmp, /var/tmp, /dev/shm)."""
+    return bool(p.landlock) or (p.drop_uid is not None and p.tmpfs)
 
 
 @dataclass(frozen=True)
@@ -28,9 +69,6 @@ class Plan:
     def pidns(self) -> bool:
         return bool(self.prefix)
 
-
-_PLAN: Plan | None = None
-_PLAN_NOTES: list[str] = []
 
 def _find_unshare() -> str | None:
     found = shutil.which("unshare")
@@ -114,14 +152,16 @@ def describe(p: Plan, notes: list[str]) -> dict[str, bool | str]:
         "net_namespace": p.pidns,
         "user_namespace": p.userns,
         "private_scratch_tmpfs": p.tmpfs,
+        "private_tmp_and_shm": p.tmpfs,
         "landlock": f"ABI {p.landlock}" if p.landlock else "no",
-        "writes_outside_scratch_blocked": bool(p.landlock) or p.drop_uid is not None,
+        "writes_outside_scratch_blocked": writes_blocked(p),
         "network_blocked": net,
         "signals_outside_blocked": p.pidns or p.landlock >= 6 or p.drop_uid is not None,
         "unprivileged_uid": str(p.drop_uid) if p.drop_uid is not None else "no",
         "capabilities_dropped": p.drop_caps,
-        "cgroup_pids": "pids" in ctrls,
-        "cgroup_memory": "memory" in ctrls,
+        "cgroup_pids": "pids" in ctrls or V2 in ctrls,
+        "cgroup_memory": "memory" in ctrls or V2 in ctrls,
+        "cgroup_version": "v2" if V2 in ctrls else "v1" if ctrls else "none",
         "rlimits": "address space, cpu, file size, open files, core, processes",
         "leftover_processes_killed_by": kill,
         "notes": "; ".join(notes) or "none",

@@ -1,4 +1,10 @@
-"""Per-run cgroup v1 groups (pids, memory) for a root scorer: probing, limits, kill, removal."""
+"""Per-run cgroups (pids, memory) for a root scorer, v1 or v2, whichever is mounted: probing,
+limits, kill, removal.
+
+v1: a group per controller under our own group of each hierarchy (pids.max,
+memory.limit_in_bytes). v2 (one unified hierarchy): one group holding both limits (pids.max,
+memory.max, memory.swap.max = 0), made beside our own group (a v2 group that holds processes,
+ours, cannot also give its children controllers), or under the root, which may."""
 
 from __future__ import annotations
 
@@ -54,9 +60,56 @@ def probe_cgroups(notes: list[str]) -> tuple[tuple[str, str], ...]:
         if ok:
             _sweep_stale_cgroups(parent)
             found.append((ctrl, parent))
-    if not found:
-        notes.append("no usable cgroup v1 pids/memory controller")
-    return tuple(found)
+    if found:
+        return tuple(found)
+    v2 = probe_v2(notes)
+    if v2:
+        return ((V2, v2),)
+    notes.append("no usable cgroup pids/memory controllers (v1 or v2)")
+    return ()
+
+
+V2 = "v2"   # Plan.cgroups' controller name for a v2 group (pids and memory together)
+
+
+def _v2_mounts() -> list[str]:
+    try:
+        with open("/proc/self/mounts") as f:
+            return [ln.split()[1] for ln in f if len(ln.split()) > 2 and ln.split()[2] == "cgroup2"]
+    except OSError:
+        return []
+
+
+def probe_v2(notes: list[str], mounts: Sequence[str] | None = None, own: str | None = None) -> str | None:
+    """A v2 folder whose new children get memory.max and pids.max, or None."""
+    for mount in (_v2_mounts() if mounts is None else mounts):
+        try:
+            with open(os.path.join(mount, "cgroup.controllers")) as f:
+                if not {"memory", "pids"} <= set(f.read().split()):
+                    continue
+        except OSError:
+            continue
+        path = _own_cgroups().get("", "/") if own is None else own
+        mine = os.path.normpath(os.path.join(mount, path.lstrip("/")))
+        parent = mount if mine == os.path.normpath(mount) or not os.path.isdir(mine) else os.path.dirname(mine)
+        try:
+            with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+                f.write("+memory +pids")
+        except OSError:
+            pass   # already on, or not ours to turn on: the test group below tells
+        test = os.path.join(parent, f"lmr-sbx-probe-{os.getpid()}")
+        try:
+            os.mkdir(test)
+            ok = all(os.path.exists(os.path.join(test, k)) for k in ("memory.max", "pids.max"))
+            os.rmdir(test)
+        except OSError as e:
+            notes.append(f"cgroup v2: cannot create a group under {parent} ({e.strerror})")
+            continue
+        if ok:
+            _sweep_stale_cgroups(parent)
+            return parent
+        notes.append(f"cgroup v2: groups under {parent} get no memory/pids limits")
+    return None
 
 
 def _sweep_stale_cgroups(parent: str) -> None:
@@ -95,7 +148,14 @@ class RunCgroups:
                 d = os.path.join(parent, name)
                 os.mkdir(d)
                 self.dirs[ctrl] = d
-                if ctrl == "pids":
+                if ctrl == V2:
+                    _write_file(os.path.join(d, "pids.max"), str(limits.max_procs))
+                    _write_file(os.path.join(d, "memory.max"), str(limits.memory_mb * MB))
+                    try:   # no swap: the memory limit is the limit
+                        _write_file(os.path.join(d, "memory.swap.max"), "0")
+                    except OSError:
+                        pass
+                elif ctrl == "pids":
                     _write_file(os.path.join(d, "pids.max"), str(limits.max_procs))
                 elif ctrl == "memory":
                     _write_file(os.path.join(d, "memory.limit_in_bytes"), str(limits.memory_mb * MB))
@@ -110,7 +170,18 @@ class RunCgroups:
     def procs_files(self) -> list[str]:
         return [os.path.join(d, "cgroup.procs") for d in self.dirs.values()]
 
+    def limits(self, what: str) -> bool:
+        """Does this run have a group limiting `what` ("pids" or "memory")?"""
+        return what in self.dirs or V2 in self.dirs
+
     def oom_killed(self) -> bool:
+        if V2 in self.dirs:
+            try:
+                with open(os.path.join(self.dirs[V2], "memory.events")) as f:
+                    return any(ln.split()[0] in ("oom_kill", "max") and int(ln.split()[1]) > 0
+                               for ln in f if len(ln.split()) == 2)
+            except (OSError, ValueError):
+                return False
         d = self.dirs.get("memory")
         if not d:
             return False

@@ -136,6 +136,28 @@ def drop_privileges(uid: int | None, keep_read_search: bool) -> None:
 
 
 
+# World-writable folders given a fresh tmpfs in the program's mount namespace, so nothing it
+# writes there is seen outside or outlives it (/dev/shm also backs Ray's object store).
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def mount_private_dirs(scratch: str, size_mb: int, uid: int | None) -> None:
+    """A size-capped tmpfs on each of PRIVATE_DIRS that exists, then the scratch folder made
+    again inside them when it lived there (the new mount hides the old one)."""
+    ctypes, libc = load_libc()
+    opts = f"size={int(size_mb)}m,nr_inodes=65536,mode=1777".encode()
+    for d in PRIVATE_DIRS:
+        real = os.path.realpath(d)
+        if not os.path.isdir(real):
+            continue
+        if libc.mount(b"tmpfs", real.encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) != 0:
+            raise OSError(ctypes.get_errno(), f"mount tmpfs on {real} failed")
+    if not os.path.isdir(scratch):
+        os.makedirs(scratch, mode=0o700)
+        if uid is not None:
+            os.chown(scratch, uid, uid)
+
+
 def mount_private_tmpfs(path: str, size_mb: int, uid: int | None) -> None:
     """Mount a size-capped tmpfs on the scratch folder inside our own mount namespace."""
     ctypes, libc = load_libc()

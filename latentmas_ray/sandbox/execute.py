@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from . import harness, runner
-from .capabilities import PROBE_PROGRAM, Plan, degraded, describe, full_plan
+from .capabilities import (DEFAULT_LEVEL, LEVELS, PROBE_PROGRAM, Plan, SandboxUnavailable,
+                           degraded, describe, full_plan, missing_for)
 from .cgroups import RunCgroups
 from .limits import ExecResult, SandboxLimits
 from .output import classify, pump
@@ -29,8 +30,12 @@ _RUNNER_PATH = os.path.abspath(runner.__file__)
 _HARNESS_SOURCE: str | None = None
 
 _PLAN: Plan | None = None
+_PLAN_AT = 0.0          # when it was chosen (time.monotonic)
+_PLAN_FULL = False      # it is everything the machine offers (no probe failed)
 _PLAN_NOTES: list[str] = []
 _PLAN_LOCK = threading.Lock()
+PROBE_TRIES = 2         # a probe that fails (a load spike past its wall limit) is run again once
+RECHECK_S = 300.0       # a plan chosen after failed probes is probed again after this long
 
 
 @dataclass(frozen=True)
@@ -63,38 +68,59 @@ def _harness_source() -> str:
     return _HARNESS_SOURCE
 
 
-def get_plan() -> Plan:
-    """The strongest plan whose probe passes here (probed once per process, then cached)."""
-    global _PLAN
+def get_plan(level: str = DEFAULT_LEVEL) -> Plan:
+    """The strongest plan whose probe passes here and that `level` accepts. A plan that passed
+    its probe is kept for the process; a failed probe is tried again (PROBE_TRIES) before a
+    layer is given up, never below what `level` needs (SandboxUnavailable then, naming what is
+    missing and the flag), and a plan chosen after failures is probed again later
+    (RECHECK_S), so a bad moment (load, a full disk) does not weaken the rest of a run."""
+    global _PLAN, _PLAN_AT, _PLAN_FULL
     with _PLAN_LOCK:
-        if _PLAN is not None:
+        fresh = _PLAN_FULL or time.monotonic() - _PLAN_AT < RECHECK_S
+        if _PLAN is not None and fresh and not missing_for(level, _PLAN):
             return _PLAN
         notes: list[str] = []
-        import importlib.util
-        program = PROBE_PROGRAM.format(
-            numpy="import numpy" if importlib.util.find_spec("numpy") else "")
-        limits = SandboxLimits(wall_s=60, cpu_s=30)
-        chosen = None
-        for dropped, plan in degraded(full_plan(notes)):
-            if dropped:
-                notes.append(f"dropped {dropped}")
-            res = execute(plan, program, limits)
-            if res.passed:
-                chosen = plan
-                break
-            notes.append(f"probe failed ({res.status}: {res.detail}"
-                         f"{' / ' + res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''})")
-        if chosen is None:
-            chosen = Plan()   # nothing worked: run_program will report the errors it sees
-            notes.append("even the bare fallback failed its probe")
+        plans = degraded(full_plan(notes))
+        chosen, lacking = _probe(plans, level, notes)
         _PLAN_NOTES[:] = notes
-        _PLAN = chosen
+        if chosen is None:
+            weaker = LEVELS[min(LEVELS.index(level) + 1, len(LEVELS) - 1)]
+            raise SandboxUnavailable(
+                f"the code sandbox cannot give --sandbox_level {level} here: missing "
+                f"{'; '.join(lacking)} ({'; '.join(notes) or 'no notes'}); pass --sandbox_level "
+                f"{weaker} to score with weaker isolation (`python -m latentmas_ray.sandbox` "
+                "shows what this machine enforces)")
+        _PLAN, _PLAN_AT, _PLAN_FULL = chosen, time.monotonic(), chosen == plans[0][1]
         return _PLAN
 
 
-def sandbox_capabilities() -> dict[str, bool | str]:
-    """What the sandbox enforces on this machine (probed once, then cached), for the CLI."""
-    return describe(get_plan(), _PLAN_NOTES)
+def _probe(plans: list[tuple[str, Plan]], level: str, notes: list[str]) -> tuple[Plan | None, list[str]]:
+    """The first plan (strongest first) that `level` accepts and whose probe passes within
+    PROBE_TRIES; else None and what the last acceptable plan lacked."""
+    import importlib.util
+    program = PROBE_PROGRAM.format(numpy="import numpy" if importlib.util.find_spec("numpy") else "")
+    limits = SandboxLimits(wall_s=60, cpu_s=30)
+    lacking = missing_for(level, plans[0][1])
+    for dropped, plan in plans:
+        if missing_for(level, plan):
+            if dropped:
+                lacking = [f"{dropped} (its probe failed)"]
+            break
+        if dropped:
+            notes.append(f"dropped {dropped}")
+        for _ in range(PROBE_TRIES):
+            res = execute(plan, program, limits)
+            if res.passed:
+                return plan, []
+            last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+            notes.append(f"probe failed ({res.status}: {res.detail}{' / ' + last if last else ''})")
+    return None, lacking
+
+
+def sandbox_capabilities(level: str = DEFAULT_LEVEL) -> dict[str, bool | str]:
+    """What the sandbox enforces on this machine at `level` (probed once, then cached), for
+    the CLI and the run's summary. Raises SandboxUnavailable when `level` cannot be had."""
+    return {"level": level, **describe(get_plan(level), _PLAN_NOTES)}
 
 
 # Running one program
@@ -161,23 +187,27 @@ def _kill_by_token(token: str) -> None:
 
 
 def run_program(program: str, limits: SandboxLimits = SandboxLimits(),
-                tests: TestCalls | None = None) -> ExecResult:
+                tests: TestCalls | None = None, level: str = DEFAULT_LEVEL) -> ExecResult:
     """Run `program` in the sandbox; with `tests`, the harness then calls the program's entry
     point on each test input and the results come back in ExecResult.values. Passed means
     the program (and the calls) ran to the end without raising, nothing more: whether the
     values are right is the caller's comparison. Never raises for anything the program does;
-    a failure of the sandbox itself is status "error"."""
+    a failure of the sandbox itself is status "error". Raises SandboxUnavailable when this
+    machine cannot give `level` (LEVELS)."""
     if not isinstance(program, str):
         raise TypeError(f"program must be str, got {type(program).__name__}")
-    return execute(get_plan(), program, limits, tests)
+    return execute(get_plan(level), program, limits, tests)
 
 
 def run_programs(programs: Sequence[str],
                  limits: SandboxLimits | Sequence[SandboxLimits] = SandboxLimits(),
                  workers: int | None = None,
                  progress: Callable[[int], None] | None = None,
-                 tests: Sequence[TestCalls | None] | None = None) -> list[ExecResult]:
+                 tests: Sequence[TestCalls | None] | None = None,
+                 level: str = DEFAULT_LEVEL) -> list[ExecResult]:
     """Run many programs in parallel (threads driving sandbox processes), results in order.
+    level: the isolation required (capabilities.LEVELS); SandboxUnavailable before any run
+    when this machine cannot give it.
 
     limits: one SandboxLimits for all, or one per program.
     tests: None, or one TestCalls (or None) per program.
@@ -201,11 +231,11 @@ def run_programs(programs: Sequence[str],
             workers = os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    get_plan()   # probe once, before the threads race for it
+    get_plan(level)   # probe once (or refuse), before the threads race for it
     results: list[ExecResult | None] = [None] * len(programs)
     ex = ThreadPoolExecutor(max_workers=min(workers, len(programs)), thread_name_prefix="sandbox")
     try:
-        futures = {ex.submit(run_program, p, lim, c): i
+        futures = {ex.submit(run_program, p, lim, c, level): i
                    for i, (p, lim, c) in enumerate(zip(programs, per, calls))}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
@@ -248,7 +278,7 @@ def _execute_inner(plan: Plan, program: str, limits: SandboxLimits, tests: TestC
             "landlock_abi": plan.landlock, "drop_caps": plan.drop_caps, "drop_uid": plan.drop_uid,
             "cgroup_procs": cgroups.procs_files() if cgroups else [],
             # with a pids cgroup the count is exact; else RLIMIT_NPROC (per uid) is what we have
-            "nproc": None if (cgroups and "pids" in cgroups.dirs) or (os.geteuid() == 0 and plan.drop_uid is None)
+            "nproc": None if (cgroups and cgroups.limits("pids")) or (os.geteuid() == 0 and plan.drop_uid is None)
             else limits.max_procs,
             "limits": {"cpu_s": limits.cpu_s, "memory_mb": int(limits.memory_mb),
                        "file_size_mb": int(limits.file_size_mb)},

@@ -73,6 +73,27 @@ class Digest:
         return f"<a value too big to show, sha256 {self.hex[:16]}>"
 
 
+class Typed:
+    """A result whose own type was not an exact builtin type (a numpy scalar, a subclass of
+    float...): its value as exact builtin data, and the type's name. EvalPlus checks
+    type(out) == type(exp) before its tolerance, so the scorer needs the name; the value is
+    what the comparison uses, never the program's object."""
+
+    __slots__ = ("type_name", "value")
+
+    def __init__(self, type_name: str, value):
+        self.type_name, self.value = type_name, value
+
+    def __eq__(self, other):
+        return _type(other) is Typed and (other.type_name, other.value) == (self.type_name, self.value)
+
+    def __hash__(self):
+        return hash(self.type_name)
+
+    def __repr__(self):
+        return f"{self.type_name}({self.value!r})"
+
+
 # ------------------------------------------------------------------------------------------
 # Any value -> the same value made of exact builtin types only
 
@@ -183,7 +204,8 @@ def _encode(x, out: list, budget: list) -> None:
         raise Unsupported(f"cannot encode a {getattr(t, '__name__', '?')}")
 
 
-_TAGS = {"t": _tuple, "S": _set, "F": _frozenset, "d": lambda v: _dict(map(_tuple, v)),
+_TAGS = {"y": lambda v: Typed(_str(v[0]), v[1]),
+         "t": _tuple, "S": _set, "F": _frozenset, "d": lambda v: _dict(map(_tuple, v)),
          "c": lambda v: _complex(v[0], v[1]), "b": _bytes.fromhex, "i": lambda v: _int(v, 16)}
 
 
@@ -235,6 +257,12 @@ def make_spec(entry: str, inputs_json: str, transform: str = "value") -> str:
     return _dumps({"entry": entry, "inputs": inputs_json, "transform": transform})
 
 
+def _type_name(t) -> str:
+    name = getattr(t, "__qualname__", None) or getattr(t, "__name__", "?")
+    module = getattr(t, "__module__", "")
+    return f"{module}.{name}" if _type(module) is _str and module != "builtins" else _str(name)
+
+
 def reduce_result(out, transform: str):
     if transform == "iterable":
         return _list(out)
@@ -257,9 +285,14 @@ def prepare(spec_text: str, emit):
             raise NameError(f"the code defines no function {entry!r}")
         for i, args in enumerate(inputs):
             emit(f"TEST {i}")
-            out = to_exact(reduce_result(fn(*_deepcopy(args)), transform))
+            result = reduce_result(fn(*_deepcopy(args)), transform)
+            kind = _type(result)
+            out = to_exact(result)
             try:
-                emit(f"VALUE {i} {encode(out)}")
+                text = encode(out)
+                if kind not in _EXACT:   # the scorer's type check needs the name (see Typed)
+                    text = '{"y":[%s,%s]}' % (_dumps(_type_name(kind)), text)
+                emit(f"VALUE {i} {text}")
             except TooBig:
                 emit(f"DIGEST {i} {digest(out)}")
 

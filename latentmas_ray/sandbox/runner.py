@@ -69,6 +69,7 @@ def runner_main() -> None:
         if not cfg["pidns"]:
             confine.load_libc()[1].prctl(confine.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)   # orphans come back to us
         if cfg["tmpfs_mb"]:
+            confine.mount_private_dirs(cfg["scratch"], cfg["tmpfs_mb"], cfg["drop_uid"])
             confine.mount_private_tmpfs(cfg["scratch"], cfg["tmpfs_mb"], cfg["drop_uid"])
         os.chdir(cfg["scratch"])
     except BaseException as e:  # noqa: BLE001 - report any setup failure, never run the program

@@ -13,6 +13,8 @@ from latentmas_ray.spec.fields import flag, from_dict
 
 PLACEMENTS = ("colocated", "disaggregated")
 HOP_PAYLOADS = ("kv", "embeds", "auto")
+# The code sandbox's isolation levels (latentmas_ray.sandbox.capabilities.LEVELS, the same)
+SANDBOX_LEVELS = ("strict", "standard", "rlimits-only")
 
 
 @dataclass
@@ -115,6 +117,12 @@ class ExecutionConfig:
         "custom Ray resource that code-scoring tasks need, one unit each (default scoring: "
         "declare it on the head or CPU workers, e.g. ray start --resources '{\"scoring\": 4}'); "
         "'any' scores on any node's CPUs, GPU nodes included"))
+    # standard: what any Linux with util-linux and mount namespaces gives (sandbox/capabilities.py)
+    sandbox_level: Literal["strict", "standard", "rlimits-only"] = field(default="standard", metadata=flag(
+        "code tasks: the isolation the sandbox must give, or scoring refuses to start: strict "
+        "(+ Landlock or a uid switch, cgroup memory and pids limits), standard (default: PID and "
+        "network namespaces, private tmpfs on scratch, /tmp, /var/tmp, /dev/shm) or rlimits-only "
+        "(whatever works: trusted code only)"))
     progress_every: float = field(default=10.0, metadata=flag(
         "seconds between plain progress lines when the output is not a terminal (ray job "
         "logs) and between updates of summary.json during the run (default 10)"))
@@ -162,6 +170,8 @@ class ExecutionConfig:
         _check(self.progress_every > 0,
                f"--progress_every must be > 0, got {self.progress_every}")
         _check(bool(self.scoring_resource.strip()), "--scoring_resource must not be empty")
+        _check(self.sandbox_level in SANDBOX_LEVELS,
+               f"unknown --sandbox_level {self.sandbox_level!r}; use strict, standard or rlimits-only")
         _check(self.ready_timeout > 0, f"--ready_timeout must be > 0, got {self.ready_timeout}")
         _check(self.max_restarts >= 0, f"--max_restarts must be >= 0, got {self.max_restarts}")
         _check(self.placement in PLACEMENTS,

@@ -12,25 +12,29 @@ A code Sample's `gold` is the JSON of a `CodeTests`:
   script  assert code run after the candidate (a pass = it ran to the end): only for rows whose
           tests are not in the EvalPlus shape, and for errata=False. Not forgery-proof.
 
-Comparison modes (EvalPlus's per-task rules):
-  plain      out == exp; else, when atol != 0 (or 1e-6 when atol == 0 and exp is floats),
-             np.allclose(out, exp, rtol=1e-7, atol) for numbers and sequences of numbers
+Comparison modes: EvalPlus's rules and per-task special oracles, ported rule for rule in
+code_compare.py (tests/test_evalplus_differential.py runs EvalPlus itself side by side):
+  plain      out == exp; else, when atol != 0 (or 1e-6 when atol == 0 and exp is a float or a
+             non-empty sequence of floats): the same type, the same length, np.allclose
   set        set(out) == set(exp)
   not_none   matched or not: the harness sends True/False (identity) or "is not None"
   poly_root  HumanEval/32: abs(poly(xs, out)) <= atol; no expected values
+  any_output, or_zero, surface_area, digit_distance: Mbpp/164, 295, 581, 558's oracles
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 
 from ..sandbox import NO_VALUE
-from ..sandbox.harness import Digest, decode, digest, encode
+from ..sandbox.harness import decode, encode
+from .code_compare import SPECIAL_MODES, passes, short
 
-MODES = ("plain", "set", "not_none", "poly_root")
-TRANSFORM = {"plain": "value", "set": "iterable", "not_none": "truth", "poly_root": "value"}
+MODES = ("plain",) + SPECIAL_MODES
+# What the harness sends back per mode (harness.TRANSFORMS): sets as a list, regex tasks as
+# matched-or-not; the other modes need the value itself.
+TRANSFORM = {m: {"set": "iterable", "not_none": "truth"}.get(m, "value") for m in MODES}
 
 
 @dataclass(frozen=True)
@@ -79,82 +83,22 @@ def values_tests(entry: str, inputs: list, mode: str, atol: float, *, expected: 
 
 
 # ------------------------------------------------------------------------------------------
-# The comparison (trusted: runs in the scorer on decoded values)
-
-def _short(x) -> str:
-    s = repr(x)
-    return s if len(s) <= 160 else s[:160] + "..."
-
-
-def is_floats(x) -> bool:
-    if type(x) is float:
-        return True
-    if type(x) in (list, tuple):
-        return all(type(i) is float for i in x)
-    return False
-
-
-def _number(x) -> bool:
-    return type(x) in (int, float, complex, bool)
-
-
-def close(out, exp, tol: float) -> bool:
-    """np.allclose(out, exp, rtol=1e-07, atol=tol) for numbers and (nested) sequences of them."""
-    seq = (list, tuple)
-    if type(exp) in seq or type(out) in seq:
-        if type(exp) not in seq:
-            return all(close(o, exp, tol) for o in out)
-        if type(out) not in seq:
-            return all(close(out, e, tol) for e in exp)
-        return len(out) == len(exp) and all(close(o, e, tol) for o, e in zip(out, exp))
-    if not _number(out) or not _number(exp):
-        return False
-    if out == exp:
-        return True
-    try:
-        return abs(out - exp) <= tol + 1e-07 * abs(exp)
-    except (OverflowError, TypeError):
-        return False
-
-
-def _same(out, exp) -> bool:
-    """out == exp on decoded values; a Digest (a value too big to send) compares by digest."""
-    if type(out) is Digest or type(exp) is Digest:
-        try:
-            a = out.hex if type(out) is Digest else digest(out)
-            b = exp.hex if type(exp) is Digest else digest(exp)
-        except TypeError:
-            return False
-        return a == b
-    return out == exp
-
-
-def poly(xs, x) -> float:
-    return sum(c * math.pow(x, k) for k, c in enumerate(xs))
-
+# The comparison (trusted: runs in the scorer on decoded values; rules in code_compare.py)
 
 def check_one(out, exp, mode: str, atol: float, args: list) -> str | None:
-    """Why `out` fails this test (EvalPlus semantics), or None when it passes."""
-    if mode == "set":
-        if type(out) is Digest or type(exp) is Digest:
-            return None if _same(out, exp) else f"returned {_short(out)}, expected {_short(exp)} (as a set)"
-        return None if set(out) == set(exp) else f"returned {_short(out)}, expected {_short(exp)} (as a set)"
+    """Why `out` fails this test (EvalPlus's rules), or None when it passes. Never raises."""
+    try:
+        if passes(out, exp, mode, atol, args):
+            return None
+    except Exception as err:  # noqa: BLE001 - unhashable, overflow, recursion...: the test fails
+        return f"returned {short(out)}, which cannot be compared ({type(err).__name__})"
+    if mode == "poly_root":
+        return f"returned {short(out)}, not a root of the polynomial (atol {atol})"
     if mode == "not_none":
         want = exp if type(exp) is bool else exp is not None
-        return None if out is want else f"returned {_short(out)}, expected a {'match' if want else 'non-match'}"
-    if mode == "poly_root":
-        if not _number(out) or type(out) is complex:
-            return f"returned {_short(out)}, not a number"
-        value = poly(args[0], out)
-        return None if abs(value) <= atol else f"returned {_short(out)}, not a root (poly = {value!r})"
-    tol = atol
-    if _same(out, exp):
-        return None
-    if tol == 0 and is_floats(exp):
-        tol = 1e-6
-    if tol != 0 and type(out) is not Digest and type(exp) is not Digest and close(out, exp, tol):
-        return None
-    return f"returned {_short(out)}, expected {_short(exp)}" + (f" (atol {tol})" if tol else "")
+        return f"returned {short(out)}, expected a {'match' if want else 'non-match'}"
+    how = " (as a set)" if mode == "set" else f" (atol {atol})" if atol else ""
+    return f"returned {short(out)}, expected {short(exp)}{how}"
 
 
 def first_failure(tests: CodeTests, outputs: tuple, expected: tuple | None) -> str | None:
@@ -170,12 +114,9 @@ def first_failure(tests: CodeTests, outputs: tuple, expected: tuple | None) -> s
         else:
             if inputs is None:
                 inputs = decode(tests.inputs)
-            try:
-                why = check_one(out, e, tests.mode, tests.atol, inputs[i])
-            except Exception as err:  # noqa: BLE001 - unhashable, overflow...: the test fails
-                why = f"returned {_short(out)}, which cannot be compared ({type(err).__name__}: {err})"
+            why = check_one(out, e, tests.mode, tests.atol, inputs[i])
         if why is not None:
             if inputs is None:
                 inputs = decode(tests.inputs)
-            return f"test {i + 1}/{tests.count}: {tests.entry}(*{_short(inputs[i])}) {why}"[:600]
+            return f"test {i + 1}/{tests.count}: {tests.entry}(*{short(inputs[i])}) {why}"[:600]
     return None

@@ -111,9 +111,11 @@ def _as_args(inputs) -> list:
     return [list(a) for a in inputs]
 
 
-def read_hf_tests(test: str, entry: str, *, humaneval: bool) -> CodeTests | None:
+def read_hf_tests(test: str, entry: str, *, humaneval: bool, oracle: str = "plain") -> CodeTests | None:
     """CodeTests (values mode) for an HF test script of the EvalPlus shape, else None.
-    `entry`: the function the tests call (HumanEval+: `candidate` there)."""
+    `entry`: the function the tests call (HumanEval+: `candidate` there). `oracle`: the task's
+    EvalPlus mode, used where the script compares plainly (EvalPlus's own special oracles,
+    Mbpp/558 and 581, are not in the HF scripts)."""
     called = "candidate" if humaneval else entry
     try:
         if _HE32_LOOP.search(test):   # HumanEval/32 (errata applied): roots, no expected values
@@ -121,6 +123,8 @@ def read_hf_tests(test: str, entry: str, *, humaneval: bool) -> CodeTests | None
         mode = _mode(test)
         if mode is None:
             return None
+        if mode == "plain" and oracle not in ("plain", "set", "not_none", "poly_root"):
+            mode = oracle
         m = _LOOP.search(test)
         if m and m.group(1) == called:
             expected = _assigned(test, "results")
@@ -145,7 +149,7 @@ def resolve(tests: CodeTests) -> CodeTests:
     """An "hf" CodeTests as values, or as the script it is when not of the EvalPlus shape."""
     if tests.kind != "hf":
         return tests
-    read = read_hf_tests(tests.script, tests.entry, humaneval=tests.humaneval)
+    read = read_hf_tests(tests.script, tests.entry, humaneval=tests.humaneval, oracle=tests.mode)
     if read is not None:
         return read
     # The reference does test.replace('candidate', entry_point) and then calls check(entry);

@@ -71,9 +71,21 @@ MBPP_ARG_TYPES: dict[int, str] = {
     **{t: "D*" for t in (580, 615, 791)},
     278: "Tm", 722: "DT", 124: "f,c", 252: "c",
 }
-# How outputs compare (EvalPlus's per-task rules; the HF copies of these tasks show the same):
-MBPP_SET_OUTPUT = {2, 7, 111, 140, 232, 579, 769}     # order does not matter: compare as sets
-MBPP_NOT_NONE_OUTPUT = {737, 787, 794}                 # regex tasks: only "matched or not" counts
+# How outputs compare (EvalPlus's per-task rules, evalplus/eval/_special_oracle.py; the HF
+# copies of the set and not-None tasks show the same in their scripts):
+MBPP_SET_OUTPUT = {2, 7, 111, 140, 232, 249, 579, 769}  # order does not matter: compare as sets
+MBPP_NOT_NONE_OUTPUT = {737, 787, 794}                  # regex tasks: only "matched or not" counts
+# EvalPlus's other MBPP oracles (code_compare.py); 164, 249 and 295 are not in MBPP+ v0.2.0.
+MBPP_SPECIAL_OUTPUT = {164: "any_output", 295: "or_zero", 558: "digit_distance", 581: "surface_area"}
+
+
+def mbpp_mode(n: int) -> str:
+    """The comparison mode of MBPP+ task n (code_checks.MODES)."""
+    if n in MBPP_SET_OUTPUT:
+        return "set"
+    if n in MBPP_NOT_NONE_OUTPUT:
+        return "not_none"
+    return MBPP_SPECIAL_OUTPUT.get(n, "plain")
 
 
 def _deep_tuple(x):
@@ -185,7 +197,7 @@ def _parse_mbpp_native(line: int, row: dict) -> Sample:
         asserts = [ln.strip() for ln in lines if ln.lstrip().startswith("assert ")]
     if not text:
         raise BadRow("field 'prompt' holds no task description")
-    mode = "set" if n in MBPP_SET_OUTPUT else "not_none" if n in MBPP_NOT_NONE_OUTPUT else "plain"
+    mode = mbpp_mode(n)
     arg_types = MBPP_ARG_TYPES.get(n, "")
     gold = values_tests(entry, [typed_args(a, arg_types) for a in inputs], mode, atol,
                         reference=solution).to_json()
@@ -196,9 +208,10 @@ def _parse_mbpp_native(line: int, row: dict) -> Sample:
                   gold=gold, kind="code", entry_point=entry, meta=meta)
 
 
-def _hf_gold(test: str, entry: str, *, humaneval: bool) -> str:
-    """The gold for an HF test script; read as values when first scored (code_hf_tests)."""
-    return CodeTests("hf", entry, script=test, humaneval=humaneval).to_json()
+def _hf_gold(test: str, entry: str, *, humaneval: bool, mode: str = "plain") -> str:
+    """The gold for an HF test script; read as values when first scored (code_hf_tests).
+    `mode`: the task's EvalPlus oracle where its script cannot show it (Mbpp/558, 581)."""
+    return CodeTests("hf", entry, script=test, humaneval=humaneval, mode=mode).to_json()
 
 
 def _mbpp_hf_entry(code: str, test_list: list[str], test: str) -> str:
@@ -230,7 +243,7 @@ def _make_parse_mbpp_hf(errata: bool):
             test = test.replace(_MBPP_NOT_NONE_BROKEN, _MBPP_NOT_NONE_FIXED, 1)
             meta["errata"] = "added the missing `assert exact_match` to assertion()"
         return Sample(id=f"Mbpp/{n}", task="mbppplus", question=_mbpp_question(text, test_list),
-                      gold=_hf_gold(test, entry, humaneval=False), kind="code", entry_point=entry,
+                      gold=_hf_gold(test, entry, humaneval=False, mode=mbpp_mode(n)), kind="code", entry_point=entry,
                       meta=meta)
     return parse
 

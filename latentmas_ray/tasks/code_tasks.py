@@ -17,10 +17,11 @@ from functools import lru_cache
 from dataclasses import replace
 from typing import Callable, Sequence
 
-from ..sandbox import ExecResult, SandboxLimits, TestCalls, run_programs
+from ..sandbox import DEFAULT_LEVEL, ExecResult, SandboxLimits, TestCalls, run_programs
 from ..sandbox.harness import decode
 from .base import Sample, Score
 from .code_checks import TRANSFORM, CodeTests, first_failure
+from .code_compare import short
 from .code_hf_tests import resolve
 from .code_rows import parse_humanevalplus, parse_mbppplus
 
@@ -125,8 +126,11 @@ def _check_sample(sample: Sample) -> None:
 # ------------------------------------------------------------------------------------------
 # Scoring
 
-_REFERENCE_CACHE: dict[str, tuple | str] = {}   # key -> expected values, or why the run failed
+_REFERENCE_CACHE: dict[str, tuple] = {}   # key -> expected values (successes only)
 _CACHE_LOCK = threading.Lock()
+# A reference solution that fails (a timeout under load, most often) is run again before the
+# failure is believed; a failure is never cached, so a later call tries again.
+REFERENCE_TRIES = 3
 
 
 @lru_cache(maxsize=4096)
@@ -145,7 +149,7 @@ def _calls(tests: CodeTests, entry: str) -> TestCalls:
 
 
 def _expected_values(all_tests: Sequence[CodeTests], samples: Sequence[Sample], limits: SandboxLimits,
-                     workers: int | None) -> list[tuple | str | None]:
+                     workers: int | None, level: str) -> list[tuple | str | None]:
     """Per sample: the expected values (tuple), why they could not be had (str), or None
     (script tests, HumanEval/32). Reference solutions run in sandboxes of their own."""
     todo: dict[str, tuple[CodeTests, Sample]] = {}
@@ -155,15 +159,7 @@ def _expected_values(all_tests: Sequence[CodeTests], samples: Sequence[Sample], 
                 key = _reference_key(t)
                 if key not in _REFERENCE_CACHE:
                     todo.setdefault(key, (t, s))
-    if todo:
-        items = list(todo.items())
-        results = run_programs([t.reference for _, (t, _) in items],
-                               [limits_for(s, limits) for _, (_, s) in items], workers=workers,
-                               tests=[_calls(t, t.reference_entry) for _, (t, _) in items])
-        with _CACHE_LOCK:
-            for (key, _), res in zip(items, results):
-                _REFERENCE_CACHE[key] = (res.values if res.passed else
-                                         f"the reference solution failed: {res.status}: {res.detail}")
+    failed = _run_references(todo, limits, workers, level)
     out: list[tuple | str | None] = []
     for t in all_tests:
         if t.kind != "values" or t.mode == "poly_root":
@@ -171,9 +167,35 @@ def _expected_values(all_tests: Sequence[CodeTests], samples: Sequence[Sample], 
         elif t.expected is not None:
             out.append(tuple(decode(t.expected)))
         else:
+            key = _reference_key(t)
             with _CACHE_LOCK:
-                out.append(_REFERENCE_CACHE[_reference_key(t)])
+                out.append(_REFERENCE_CACHE[key] if key in _REFERENCE_CACHE else failed[key])
     return out
+
+
+def _run_references(todo: dict[str, tuple[CodeTests, Sample]], limits: SandboxLimits,
+                    workers: int | None, level: str) -> dict[str, str]:
+    """Run the reference solutions in `todo` (key -> tests, sample), each up to REFERENCE_TRIES
+    times until it passes; cache the expected values of those that passed. Returns, for each
+    that never passed, one line naming the task and the last failure."""
+    why: dict[str, str] = {}
+    for _ in range(REFERENCE_TRIES):
+        if not todo:
+            break
+        items = list(todo.items())
+        results = run_programs([t.reference for _, (t, _) in items],
+                               [limits_for(s, limits) for _, (_, s) in items], workers=workers,
+                               tests=[_calls(t, t.reference_entry) for _, (t, _) in items], level=level)
+        for (key, (_, s)), res in zip(items, results):
+            if res.passed:
+                with _CACHE_LOCK:
+                    _REFERENCE_CACHE[key] = res.values
+                del todo[key]
+                why.pop(key, None)
+            else:
+                why[key] = (f"the reference solution of {s.id} failed {REFERENCE_TRIES} times, so this "
+                            f"sample cannot be scored (last: {res.status}: {res.detail})")
+    return why
 
 
 def _score_from(res: ExecResult, code: str, tests: CodeTests, expected: tuple | str | None) -> Score:
@@ -185,22 +207,25 @@ def _score_from(res: ExecResult, code: str, tests: CodeTests, expected: tuple | 
         where = ""
         if res.status == "failed" and res.last_test is not None and res.last_test < tests.count:
             args = decode(tests.inputs)[res.last_test]
-            where = f"test {res.last_test + 1}/{tests.count}: {tests.entry}(*{repr(args)[:160]}) raised "
+            where = f"test {res.last_test + 1}/{tests.count}: {tests.entry}(*{short(args)}) raised "
         return Score(False, code, f"{res.status}: {where}{res.detail}")
     why = first_failure(tests, res.values, expected)
     return Score(True, code, None) if why is None else Score(False, code, f"failed: {why}")
 
 
-def score_code(completion: str, sample: Sample, limits: SandboxLimits = SandboxLimits()) -> Score:
+def score_code(completion: str, sample: Sample, limits: SandboxLimits = SandboxLimits(),
+               sandbox_level: str = DEFAULT_LEVEL) -> Score:
     """Score one completion: extract its code, run it on the sample's tests in the sandbox."""
-    return score_code_many([completion], [sample], limits, workers=1)[0]
+    return score_code_many([completion], [sample], limits, workers=1, sandbox_level=sandbox_level)[0]
 
 
 def score_code_many(completions: Sequence[str], samples: Sequence[Sample],
                     limits: SandboxLimits = SandboxLimits(), workers: int | None = None,
-                    progress: Callable[[int], None] | None = None) -> list[Score]:
+                    progress: Callable[[int], None] | None = None,
+                    sandbox_level: str = DEFAULT_LEVEL) -> list[Score]:
     """Score many completions in parallel sandboxes; results in input order.
-    progress(k) is called with the number of newly finished samples."""
+    progress(k) is called with the number of newly finished samples. Raises
+    SandboxUnavailable, before any run, when this machine cannot give `sandbox_level`."""
     if len(completions) != len(samples):
         raise ValueError(f"{len(completions)} completions for {len(samples)} samples")
     out: list[Score | None] = [None] * len(samples)
@@ -217,10 +242,10 @@ def score_code_many(completions: Sequence[str], samples: Sequence[Sample],
     if not todo:
         return out  # type: ignore[return-value]
     tests = [code_tests_of(samples[i].gold) for i, _ in todo]
-    expected = _expected_values(tests, [samples[i] for i, _ in todo], limits, workers)
+    expected = _expected_values(tests, [samples[i] for i, _ in todo], limits, workers, sandbox_level)
     results = run_programs([build_program(code, samples[i]) for i, code in todo],
                            [limits_for(samples[i], limits) for i, _ in todo], workers=workers,
-                           progress=progress,
+                           progress=progress, level=sandbox_level,
                            tests=[_calls(t, t.entry) if t.kind == "values" else None for t in tests])
     for (i, code), t, exp, res in zip(todo, tests, expected, results):
         out[i] = _score_from(res, code, t, exp)

@@ -30,9 +30,11 @@ def score_one(sample: Sample, completion: str, mode: str = "standard") -> Score:
 
 def score_samples(samples: Sequence[Sample], completions: Sequence[str], mode: str = "standard",
                   *, workers: int | None = None, limits=None,
-                  progress: Callable[[int], None] | None = None) -> list[Score]:
+                  progress: Callable[[int], None] | None = None,
+                  sandbox_level: str = "standard") -> list[Score]:
     """Score many completions; code samples run in parallel sandboxes, the rest inline.
-    `progress(n)` is called with the number of newly finished samples."""
+    `progress(n)` is called with the number of newly finished samples. `sandbox_level`: the
+    isolation code needs (sandbox.LEVELS); SandboxUnavailable when this machine lacks it."""
     assert len(samples) == len(completions), (len(samples), len(completions))
     out: list[Score | None] = [None] * len(samples)
     code_idx = [i for i, s in enumerate(samples) if s.kind == "code"]
@@ -46,7 +48,8 @@ def score_samples(samples: Sequence[Sample], completions: Sequence[str], mode: s
         from .code_tasks import score_code_many
         scores = score_code_many([completions[i] for i in code_idx], [samples[i] for i in code_idx],
                                  limits or SandboxLimits(), workers=workers,
-                                 progress=(lambda n: progress(n)) if progress else None)
+                                 progress=(lambda n: progress(n)) if progress else None,
+                                 sandbox_level=sandbox_level)
         for i, sc in zip(code_idx, scores):
             out[i] = sc
     return out  # type: ignore[return-value]

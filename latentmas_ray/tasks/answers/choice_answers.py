@@ -13,8 +13,23 @@ Choice extraction, in this order (letters A-D only; option text is never mapped 
 3. The last bold letter: "**B**", "**(B)**", "**B.**", "**B) Paris**".
 4. The last non-empty line being just a letter: "B", "(B)", "B.".
 5. An answer that opens with an option: a first line "B. Paris", "B) Paris" or "(B) Paris"
-   (small models often answer by repeating the chosen option).
+   (small models often answer by repeating the chosen option), when it is the completion's
+   only option line.
 A capital letter anywhere else (the "A" in "A cat is ...", a letter inside a word) is never read.
+
+Restated options are no answer. Small models (SmolLM2-135M above all) often repeat the options
+instead of choosing: an "option line" is a line that opens with a label ("A. x", "A) x", "(A) x",
+"A: x", "**A.** x", "- A) x"); with two or more of them, the completion restates the options,
+and only rules 1-4 can pick one, read as a person reads them:
+  "A. Sunlight\nB. Water\nC. Soil\nD. Air"                      no answer (was A by rule 5)
+  "A) one\nB) two\nC) three\nD) four\nI think it is C"          no answer ("it is" is no rule)
+  "A) one\nB) two\nC) three\nD) four\nThe answer is C"          C (rule 2)
+  "A) one\nB) two\nC) three\nD) four\n\nC"                      C (rule 4)
+  "**A.** one\n**B.** two\n**C.** three"                        no answer: bold labels of option
+                                                                lines are not bold picks (rule 3)
+  "**A.** one\n**B.** two\nSo: **B**"                            B (rule 3)
+  "A) one\nB) two\nC) three\nD)"                                no answer: a last line that
+                                  continues the list of labels (D after C) is no pick (rule 4)
 """
 
 from __future__ import annotations
@@ -37,12 +52,17 @@ _CHOICE_PHRASE = re.compile(
     r"(?:(?:is|would\s+be|will\s+be|should\s+be|must\s+be)(?![A-Za-z'])|:|=)[\s*_:]*"
     r"(?:(?:option|choice)[\s*_:]+)?(?:[(\[][\s*_]*)?([A-Da-d])(?![A-Za-z0-9])", re.I)
 _WORD_FOLLOWS = re.compile(r"[\s*_)\]]*[A-Za-z]")
-# "B. Paris" / "B) Paris" / "(B) Paris" opening the answer: punctuation is required, so the
-# article in "A cat is ..." is never read as a choice.
+# Rule 5's opening option: "B. Paris", "B) Paris", "(B) Paris" ("A: 1. Measure..." is not one).
 _OPENING_OPTION = re.compile(r"(?:\(([A-D])\)|([A-D])[.)])(?:\s|$)")
 _BOLD_LETTER = re.compile(
     r"\*\*[ \t]*[(\[]?([A-D])[)\]]?[.:)]?[ \t]*\*\*|\*\*[ \t]*[(\[]?([A-D])[.:)\]][ \t][^*\n]{0,200}\*\*")
 _LINE_LETTER = re.compile(r"[(\[]?\s*([A-D])(?:\s*[)\]])?\s*\.?")
+# A line opening with an option's label ("B. Paris", "B) Paris", "(B) Paris", "**B.** Paris"):
+# punctuation is required, so the article in "A cat is ..." is never read as a choice. Then
+# that label alone, at any line's start (multiline), to blank out before looking for bold picks.
+_OPTION_LINE = re.compile(r"[-*\u2022 \t]*(?:\*\*)?[ \t]*(?:\(([A-D])\)|([A-D])[.):])(?:\*\*)?(?:\s|$)")
+_OPTION_LABEL = re.compile(r"^[-*\u2022 \t]*(?:\*\*[ \t]*(?:\([A-D]\)|[A-D][.):])[ \t]*\*\*|"
+                           r"(?:\([A-D]\)|[A-D][.):]))(?=\s|$)", re.M)
 
 
 def _clean_choice_text(s: str) -> str:
@@ -90,19 +110,37 @@ def _extract_choice(text: str) -> tuple[str | None, str | None]:
         found = letter.upper()
     if found:
         return found, None
-    for m in _BOLD_LETTER.finditer(plain):
+    lines = [ln.strip() for ln in plain.splitlines() if ln.strip()]
+    labels = [_option_letter(ln) for ln in lines]
+    restated = sum(x is not None for x in labels) >= 2
+    # The labels of restated option lines ("**A.** Sunlight") are not bold picks.
+    for m in _BOLD_LETTER.finditer(_OPTION_LABEL.sub("", plain) if restated else plain):
         found = m.group(1) or m.group(2)
     if found:
         return found, None
-    lines = [ln.strip() for ln in plain.splitlines() if ln.strip()]
     if lines:
         m = _LINE_LETTER.fullmatch(lines[-1])
-        if m:
+        if m and not (restated and _continues_list(labels)):
             return m.group(1), None
         m = _OPENING_OPTION.match(lines[0])
-        if m:
+        if m and not restated:
             return m.group(1) or m.group(2), None
+    if restated:
+        return None, "the completion restates the options without picking one"
     return None, "no \\boxed{} letter, answer phrase, bold letter or letter line found"
+
+
+def _option_letter(line: str) -> str | None:
+    """The label's letter when `line` opens like an option ("B. Paris", "**B)** Paris")."""
+    m = _OPTION_LINE.match(line)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def _continues_list(labels: list) -> bool:
+    """Is the last line the next label of the option lines just before it (C then D)?"""
+    if len(labels) < 2 or labels[-1] is None or labels[-2] is None:
+        return False
+    return ord(labels[-1]) == ord(labels[-2]) + 1
 
 
 def score_choice(completion: str, gold: str) -> Score:
