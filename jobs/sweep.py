@@ -74,6 +74,19 @@ def check_sweep(base: RunConfig, select_on: str, dev_fraction: float) -> None:
         raise ConfigError(f"--dev_fraction must be in (0, 1), got {dev_fraction}")
 
 
+def check_split(task, seed: int, select_on: str, dev_fraction: float) -> None:
+    """Both splits hold samples (a tiny --max_samples with an extreme fraction may not)."""
+    from latentmas_ray.report.selection import split_ids
+
+    if select_on != "dev":
+        return
+    dev, test = split_ids([s.id for s in task.samples], seed, dev_fraction)
+    if not dev or not test:
+        raise ConfigError(f"--dev_fraction {dev_fraction} of {len(task.samples)} samples leaves the "
+                          f"{'dev' if not dev else 'test'} split empty; use more samples or "
+                          "another fraction (or --select_on all)")
+
+
 def open_sweep(folder: Path, record: dict[str, Any]) -> None:
     """Create the sweep folder, or check that it holds this sweep; link the points."""
     from latentmas_ray.store.atomic import atomic_write_text
@@ -186,6 +199,7 @@ def sweep(base: RunConfig, axes, console, *, select_on: str = "dev", dev_fractio
               "base": base.to_dict(),
               "points": [{"run": k, "path": str(Path(p.cfg.output).resolve()),
                           "settings": p.settings} for p, k in zip(points, keys)]}
+    check_split(task, base.seed, select_on, dev_fraction)
     open_sweep(folder, record)
     works = open_points(points, keys, task)
     merged = sum(len(p.settings) for p in points) - len(points)

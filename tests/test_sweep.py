@@ -98,6 +98,12 @@ def test_bad_grid_fails_before_any_model_load(tmp_path):
 
 # ----- the split and the selection --------------------------------------------------------------
 
+def test_an_empty_split_is_refused_before_any_load(tiny_model_dir, tmp_path, count_loads):
+    code, log = run_sweep(tiny_model_dir, tmp_path, "--dev_fraction", "0.001")
+    assert code == 2 and "leaves the dev split empty" in log and not count_loads
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_split_is_fixed_by_id_and_seed_and_disjoint():
     ids = [f"q{i}" for i in range(2000)]
     dev, test = split_ids(ids, seed=42, dev_fraction=0.3)
@@ -250,7 +256,13 @@ def test_in_process_sweep(tiny_model_dir, tmp_path, count_loads, monkeypatch):
     for axis in ("method", "latent_steps", "latent_space_realign"):
         assert (tmp_path / "sweep" / f"curve-{axis}.png").stat().st_size > 1000
 
-    # 5. a point is an ordinary run: `latentmas-ray run` with its settings resumes its folder
+    # 5. a point is an ordinary run: it reports and exports as any run does ...
+    from latentmas_ray.cli import main
+    assert main(["report", *map(str, folders), "--output", str(tmp_path / "report"),
+                 "--no_plots"]) == 0
+    assert "LatentMAS" in (tmp_path / "report" / "report.md").read_text()
+    assert main(["export", str(folders[0]), "--to", str(tmp_path / "export")]) == 0
+    # ... and `latentmas-ray run` with its settings resumes its folder: `latentmas-ray run` with its settings resumes its folder
     from latentmas_ray.cli import main
     base_run = next(Path(p["path"]) for p in sweep["points"] if "baseline" in p["run"])
     parts = part_ids(base_run)
