@@ -45,8 +45,16 @@ class SweepFactory(HFFactory):
         """Each live replica's own account (batches, points, engines loaded) as an event."""
         import ray
 
-        stats = ray.get([h.actors["hf"].stats.remote() for h in handles], timeout=60)
+        try:        # informative only: a replica lost at the very end must not fail the sweep
+            stats = ray.get([h.actors["hf"].stats.remote() for h in handles], timeout=60)
+        except Exception as e:  # noqa: BLE001
+            console.print(f"[yellow]replica statistics unavailable[/] ({type(e).__name__})",
+                          highlight=False)
+            return
         emit("replica_stats", {"replicas": stats})
+        loads = sum(s["engines_loaded"] for s in stats)
+        console.print(f"{len(stats)} replica(s) ran {sum(s['batches'] for s in stats)} batches "
+                      f"of {len(self.points)} points on {loads} model load(s)", highlight=False)
 
 
 class SweepStore:
