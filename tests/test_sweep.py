@@ -270,3 +270,25 @@ def test_in_process_sweep(tiny_model_dir, tmp_path, count_loads, monkeypatch):
                  "--task", "arc_easy", "--max_samples", str(N), "--max_new_tokens", "8",
                  "--temperature", "0", "--method", "baseline", "--output", str(base_run)]) == 0
     assert part_ids(base_run) == parts                   # found finished: nothing recomputed
+
+
+def test_curves_one_line_per_other_setting_and_the_baseline_once():
+    from latentmas_ray.report.sweep import axis_curves
+
+    axes = parse_grid(GRID)
+    points = expand(RunConfig(), axes, run_id)
+    ids = [f"q{i}" for i in range(10)]
+    rows = [PointRows.from_rows(run_id(p.cfg.to_dict()), p.label, p.cfg.method.method, p.settings,
+                                [{"id": i, "sample_index": 0, "correct": True,
+                                  "generated_tokens": 1, "seconds": 0.1} for i in ids])
+            for p in points]
+    dev, test = split_ids(ids, 0, 0.5)
+    sel = select(rows, dev, test)
+    curves = axis_curves(sel, axes, 1)                   # against latent_steps
+    legends = [c[0] for c in curves]
+    assert legends == ["method=baseline latent_space_realign=False",
+                       "method=latent_mas latent_space_realign=False",
+                       "method=latent_mas latent_space_realign=True"]
+    assert [c[1] for c in curves] == [[1, 2]] * 3
+    assert len(set(curves[0][2])) == 1                   # the baseline: one run at every x
+    assert len(set(curves[1][2])) == 2
