@@ -63,6 +63,7 @@ class SweepStore:
 
     def __init__(self, works, progress_path: Path | None):
         self.works, self.path = works, progress_path
+        self.left = {w.key: len(w.pending) for w in works}     # the driver counts it down
 
     def counts(self) -> tuple[int, int]:
         n = c = 0
@@ -75,8 +76,10 @@ class SweepStore:
     def write_summary(self, summary: dict[str, Any]) -> None:
         from latentmas_ray.store.atomic import atomic_write_text
 
-        if self.path is not None:
-            atomic_write_text(self.path, json.dumps(summary, indent=2) + "\n")
+        if self.path is not None:       # the overall figures and each point's samples done
+            points = {w.key: {"done": w.total - self.left[w.key], "total": w.total}
+                      for w in self.works}
+            atomic_write_text(self.path, json.dumps({**summary, "points": points}, indent=2) + "\n")
 
 
 class SweepDriver(Driver):
@@ -89,7 +92,7 @@ class SweepDriver(Driver):
         super().__init__(base, store, items, factory, console, emit, where)
         self.works = {w.key: w for w in works}
         self.order = [w.key for w in works]
-        self.left = {w.key: len(w.pending) for w in works}
+        self.left = store.left
 
     def write(self, value: list[tuple[str, list[dict[str, Any]]]]) -> None:
         for key, rows in value:

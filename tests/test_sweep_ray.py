@@ -111,6 +111,9 @@ def test_sweep_on_two_replicas_loads_once_each(cluster, model_dir, tmp_path):
         assert got == alone(model_dir, folder), p["run"]
         assert json.loads((folder / "summary.json").read_text())["samples"] == N
     assert log.count(" finished: ") == 5                          # a line per point
+    progress = json.loads((tmp_path / "sweep" / "progress.json").read_text())
+    assert progress["progress"]["done"] == 5 * N
+    assert all(p["done"] == p["total"] == N for p in progress["points"].values())
 
 
 def test_killed_sweep_driver_resumes_every_point(cluster, model_dir, tmp_path):
