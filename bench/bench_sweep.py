@@ -25,6 +25,11 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+PROBE = ("import sys; from latentmas_ray.cli import build_parser; build_parser(); "
+         "from latentmas_ray.spec.config import ModelConfig; "
+         "from latentmas_ray.spec.models import resolve_model; "
+         "from latentmas_ray.engines.hf import HFEngine; "
+         "HFEngine.load(ModelConfig(), str(resolve_model(sys.argv[1] or None)))")
 POINTS = [(2, False), (2, True), (4, False), (4, True)]
 
 
@@ -37,7 +42,8 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict:
     h, m, s = (["0"] + re.search(r"Elapsed \(wall clock\) time.*: (\S+)", p.stderr).group(1)
                .split(":"))[-3:]
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
-    return {"wall": int(h) * 3600 + int(m) * 60 + float(s), "rss_mib": rss / 1024}
+    return {"wall": int(h) * 3600 + int(m) * 60 + float(s), "rss_mib": rss / 1024,
+            "log": p.stderr}
 
 
 def main() -> int:
@@ -72,6 +78,9 @@ def main() -> int:
                                *(["--latent_space_realign"] if realign else [])], env))
             loops_b.append(json.loads(Path(out, "summary.json").read_text())
                            ["wall_seconds_this_session"])
+        # what one process pays before it evaluates anything: imports and one model load
+        probe = timed([sys.executable, "-c", PROBE, a.model_name or ""], env)
+        fleet = re.findall(r"model loaded in ([\d.]+) s", sweep.get("log", ""))
     sep = sum(r["wall"] for r in runs)
     where = "local Ray, 1 replica" if a.ray else "in process"
     print(f"4-point grid, {a.samples} arc_easy samples x {a.max_new_tokens} new tokens, {where}, "
@@ -83,6 +92,9 @@ def main() -> int:
           + ", ".join(f"{r['wall']:.1f}" for r in runs) + f"), peak {max(r['rss_mib'] for r in runs):.0f}"
           f" MiB each; evaluation {sum(loops_b):.1f} s, the rest (4 x start, imports, model load"
           f"{', cluster start' if a.ray else ''}) {sep - sum(loops_b):.1f} s")
+    print(f"  one process that only imports and loads the model: {probe['wall']:.1f} s"
+          + (f"; the sweep's Ray fleet was up (cluster start + load) after {fleet[0]} s"
+             if fleet else ""))
     print(f"  ratio (four runs / one sweep): {sep / sweep['wall']:.2f}x")
     return 0
 
