@@ -53,6 +53,8 @@ def axis_curves(sel: Selection, axes: list, axis: int) -> list[tuple[str, list, 
             continue
         seen.add(tuple(keys))
         legend = " ".join(f"{n}={v}" for (n, _), v in zip(others, rest)) or axes[axis][0]
+        if len(set(keys)) == 1:     # one run at every x (a merged baseline): its own label
+            legend = next(p.label for p in sel.points if p.key == keys[0])
         out.append((legend, xs, keys))
     return out
 
