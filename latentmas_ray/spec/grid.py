@@ -51,7 +51,7 @@ def _convert(name: str, f: dataclasses.Field, text: str) -> Any:
     tp = typing.get_type_hints(MethodConfig)[f.name]
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) is typing.Union or type(None) in typing.get_args(tp):
-        if text.lower() in ("none", "null", ""):
+        if text.strip().lower() in ("none", "null"):
             return None
         tp = args[0]
     t = text.strip()
@@ -84,8 +84,7 @@ def parse_grid(items: list[str] | None) -> list[Axis]:
                               f"{', '.join(sorted(fields))}")
         if name in (a for a, _ in axes):
             raise ConfigError(f"--grid {name} is given twice; list all its values once")
-        texts = [v for v in values.split(",") if v.strip()] if name != "agents" else \
-            [v.strip() for v in values.split(",") if v.strip()]
+        texts = [v.strip() for v in values.split(",") if v.strip()]
         if not texts:
             raise ConfigError(f"--grid {name}: no values after '='")
         typed = [_convert(name, fields[name], v) for v in texts]
