@@ -45,7 +45,8 @@ def add_sweep_arguments(p) -> None:
     p.add("--grid", action="append", default=None, metavar="FIELD=V1,V2,...",
           help="a method field and its values (repeatable; the points are every combination), "
                "e.g. --grid latent_steps=0,10,20 --grid latent_space_realign=false,true "
-               "--grid method=baseline,latent_mas")
+               "--grid method=baseline,latent_mas; separate values with ';' when one holds commas "
+               "(--grid 'memory_layers=0,1;2,3')")
     p.add("--select_on", default="dev", choices=["dev", "all"],
           help="dev (default): choose on a dev split and report on the rest; all: choose and "
                "report on every sample (optimistic, said so in the report)")

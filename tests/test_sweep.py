@@ -42,10 +42,11 @@ def comparable(row: dict) -> dict:
 def test_grid_values_are_typed_from_the_field():
     axes = parse_grid(["latent_steps=0, 10,20", "latent_space_realign=false,true",
                        "temperature=0,0.6", "memory=full,last_agent", "method=baseline,latent_mas",
-                       "top_k=none,20"])
+                       "top_k=none,20", "memory_layers=0,1;2"])
     assert axes == [("latent_steps", [0, 10, 20]), ("latent_space_realign", [False, True]),
                     ("temperature", [0.0, 0.6]), ("memory", ["full", "last_agent"]),
-                    ("method", ["baseline", "latent_mas"]), ("top_k", [None, 20])]
+                    ("method", ["baseline", "latent_mas"]), ("top_k", [None, 20]),
+                    ("memory_layers", ["0,1", "2"])]
 
 
 @pytest.mark.parametrize("item, message", [

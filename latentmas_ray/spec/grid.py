@@ -70,7 +70,8 @@ def _convert(name: str, f: dataclasses.Field, text: str) -> Any:
 
 
 def parse_grid(items: list[str] | None) -> list[Axis]:
-    """`["FIELD=V1,V2", ...]` -> [(flag name, typed values)]. Refuses an unknown or non-method
+    """`["FIELD=V1,V2", ...]` (or "FIELD=V1;V2" when a value holds commas, e.g.
+    memory_layers=0,1;2,3) -> [(flag name, typed values)]. Refuses an unknown or non-method
     field, an empty or repeated value list, and a field given twice."""
     fields = method_fields()
     axes: list[Axis] = []
@@ -84,7 +85,8 @@ def parse_grid(items: list[str] | None) -> list[Axis]:
                               f"{', '.join(sorted(fields))}")
         if name in (a for a, _ in axes):
             raise ConfigError(f"--grid {name} is given twice; list all its values once")
-        texts = [v.strip() for v in values.split(",") if v.strip()]
+        sep = ";" if ";" in values else ","     # ";" when a value has commas (memory_layers)
+        texts = [v.strip() for v in values.split(sep) if v.strip()]
         if not texts:
             raise ConfigError(f"--grid {name}: no values after '='")
         typed = [_convert(name, fields[name], v) for v in texts]
