@@ -64,6 +64,9 @@ def run_sweep_in_process(base: RunConfig, works: list[PointWork], model_path, pr
         import torch
         torch.set_num_threads(base.execution.torch_threads)
     evaluators = PointEvaluators({w.key: w.cfg for w in works}, model_path, prompts)
+    for w in works:         # the model loads here, before any point's clock starts (as a run's)
+        if w.pending:
+            evaluators[w.key]
     total = sum(len(w.pending) for w in works)
     walls: dict[str, float] = {}
     with progress_bar(console, "sweep", total=total) as advance:
