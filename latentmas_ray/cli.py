@@ -1,4 +1,4 @@
-"""`latentmas-ray`: run, score, report, inspect, export, and the demo (the main job).
+"""`latentmas-ray`: run, sweep, score, report, inspect, export, and the demo (the main job).
 
 Flag names follow the reference's run.py (`--max_new_tokens`, `--latent_steps`, ...); the dashed
 spelling (`--max-new-tokens`) is accepted for every flag. Errors a user can fix are printed as
@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands.export import add_export_parser
     from .commands.report import add_report_parser
     from .commands.run import add_run_parser
+    from .commands.sweep import add_sweep_parser
     add_run_parser(sub)
+    add_sweep_parser(sub)
     add_report_parser(sub)
     add_inspect_parser(sub)
     add_export_parser(sub)
@@ -72,6 +74,9 @@ def execute(args: argparse.Namespace) -> int:
         if args.command == "run":
             from .commands.run import run_run
             return run_run(args, console)
+        if args.command == "sweep":
+            from .commands.sweep import run_sweep
+            return run_sweep(args, console)
         if args.command == "inspect":
             from .commands.inspect import run_inspect
             return run_inspect(args, console)
