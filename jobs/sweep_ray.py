@@ -88,7 +88,7 @@ class SweepDriver(Driver):
     def __init__(self, base, works, factory, console, emit: Event, where: str, store: SweepStore):
         from latentmas_ray.run.sweep import interleave
 
-        items = interleave(works, base.generate_bs)
+        items = interleave(works, base.batch_size)
         super().__init__(base, store, items, factory, console, emit, where)
         self.works = {w.key: w for w in works}
         self.order = [w.key for w in works]

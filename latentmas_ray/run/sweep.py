@@ -76,8 +76,8 @@ def run_sweep_in_process(base: RunConfig, works: list[PointWork], model_path, pr
             console.print(f"point {n}/{len(works)} {w.key}: {len(w.pending)} samples to run, "
                           f"{w.done} already done", highlight=False)
             start = time.perf_counter()
-            for i in range(0, len(w.pending), w.cfg.generate_bs):
-                rows = evaluators[w.key].run(w.pending[i:i + w.cfg.generate_bs])
+            for i in range(0, len(w.pending), w.cfg.batch_size):
+                rows = evaluators[w.key].run(w.pending[i:i + w.cfg.batch_size])
                 w.store.append(rows)
                 if on_rows:
                     on_rows(w.key, rows)
