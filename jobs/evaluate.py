@@ -43,12 +43,15 @@ def check_before_start(cfg: RunConfig) -> None:
                                   torch.cuda.device_count() if torch.cuda.is_available() else 0,
                                   "this machine")
         elif cfg.execution.num_gpus_per_replica is not None:   # else the factory checks
+            from jobs.replicas import hybrid_gpu_split
             from latentmas_ray.engines.vllm_start import check_tensor_parallel
-            share = cfg.execution.vllm.gpu_share if cfg.engine_kind == "hybrid" else 1.0
-            check_tensor_parallel(cfg.execution.vllm.tensor_parallel_size,
-                                  cfg.execution.num_gpus_per_replica * share,
+            v, gpus = cfg.execution.vllm, cfg.execution.num_gpus_per_replica
+            hybrid = cfg.engine_kind == "hybrid"
+            vllm_gpus = hybrid_gpu_split(gpus, v.tensor_parallel_size, v.gpu_share)[1] \
+                if hybrid else gpus
+            check_tensor_parallel(v.tensor_parallel_size, vllm_gpus,
                                   "a replica's vLLM actor (--num_gpus_per_replica"
-                                  + (" x --vllm_gpu_share)" if share < 1 else ")"))
+                                  + (" x --vllm_gpu_share)" if hybrid else ")"))
     if cfg.execution.wandb:
         from latentmas_ray.run.observe import require_wandb
         require_wandb()

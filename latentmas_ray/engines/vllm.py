@@ -165,7 +165,7 @@ class VLLMEngine(TextSide):
         from transformers import AutoTokenizer
 
         from .vllm_loop import EngineLoop, Occupancy, occupancy_logger_factory
-        from .vllm_start import check_tensor_parallel, engine_args, model_vocab_rows
+        from .vllm_start import check_tensor_parallel, engine_args, model_vocab_rows, usage_context
 
         options = options or VLLMConfig()
         folder = Path(path)
@@ -191,7 +191,7 @@ class VLLMEngine(TextSide):
         def build():
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
-            return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs),
+            return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), usage_context=usage_context(),
                                              stat_loggers=[occupancy_logger_factory(occupancy)])
 
         t0 = time.perf_counter()
