@@ -142,3 +142,91 @@ def test_hybrid_gpu_split_gives_the_hf_actor_only_its_device():
     factory.resolve(cluster_has_gpus=True, owned=False)
     assert factory.gpus == 3.0 and factory.gpu_split() == (1.0, 2.0)
     assert factory.bundles() == [{"CPU": 2.0, "GPU": 3.0}]
+
+
+@pytest.fixture
+def fake_gpu_ray():
+    """A local Ray with 3 fake GPUs (Ray schedules on them and sets CUDA_VISIBLE_DEVICES)."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=4, num_gpus=3, include_dashboard=False, logging_level="error")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+class SeatProbe:
+    """Stands where a replica's actor stands and asks vLLM's own code what it would do there."""
+
+    def devices(self) -> tuple[list[str], str]:
+        import os
+
+        import ray
+        return [str(g) for g in ray.get_gpu_ids()], os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+    def executor(self, tp: int, backend: str | None) -> str:
+        """The executor vLLM's ParallelConfig settles on here."""
+        from vllm.config import ParallelConfig
+        return str(ParallelConfig(tensor_parallel_size=tp,
+                                  distributed_executor_backend=backend).distributed_executor_backend)
+
+    def ray_executor_verdict(self, tp: int) -> str:
+        """vLLM's Ray executor set-up on this actor's placement group (initialize_ray_cluster:
+        its bundle checks, then _verify_bundles), as on a CUDA platform: "accepted" or why not."""
+        from vllm.config import ParallelConfig
+        from vllm.platforms import current_platform
+        from vllm.v1.executor import ray_utils
+
+        type(current_platform).ray_device_key = "GPU"     # the CPU platform has no Ray device
+        try:
+            ray_utils.initialize_ray_cluster(
+                ParallelConfig(tensor_parallel_size=tp, distributed_executor_backend="ray"))
+        except ValueError as e:
+            return str(e)
+        return "accepted"
+
+
+@needs_vllm
+def test_tensor_parallel_seat_on_ray_is_what_vllm_accepts(fake_gpu_ray):
+    """A hybrid replica with --tensor_parallel_size 2 on a local Ray (fake GPUs): its seat
+    (jobs/replicas.py) holds the HF actor on one device and the vLLM actor on two others; in
+    the vLLM actor vLLM keeps our multiprocessing executor and sees its 2 devices (what that
+    executor needs). Left to choose there, vLLM would pick its Ray executor, whose own check
+    refuses this seat; it accepts only one device per bundle, shown on such a group."""
+    ray = fake_gpu_ray
+    from ray.util import remove_placement_group
+
+    from actors.common import actor_options
+    from jobs.placement import seat_group
+    from jobs.replicas import HybridFactory
+    from latentmas_ray.engines.vllm_start import engine_args
+
+    factory = HybridFactory(_run_cfg("latent_mas", tensor_parallel_size=2), None, {})
+    factory.resolve(cluster_has_gpus=True, owned=False)
+    hf_gpus, vllm_gpus = factory.gpu_split()
+    pg = seat_group(factory.bundles(), "tp-seat")
+    ray.get(pg.ready(), timeout=60)
+    probe = ray.remote(SeatProbe)
+    hf = probe.options(**actor_options(gpus=hf_gpus, cpus=factory.cpus, placement_group=pg,
+                                       bundle_index=0)).remote()
+    vllm = probe.options(**actor_options(gpus=vllm_gpus, cpus=1.0, placement_group=pg,
+                                         bundle_index=0)).remote()
+    (hf_ids, _), (vllm_ids, visible) = ray.get([hf.devices.remote(), vllm.devices.remote()])
+    assert len(hf_ids) == 1 and len(vllm_ids) == 2 and not set(hf_ids) & set(vllm_ids)
+    assert sorted(visible.split(",")) == sorted(vllm_ids)
+    backend = engine_args("/m", torch.bfloat16, VLLMConfig(tensor_parallel_size=2), cuda=True,
+                          prompt_embeds=False, seq_tokens=None,
+                          vocab_mask=False)["distributed_executor_backend"]
+    assert ray.get(vllm.executor.remote(2, backend)) == "mp"
+    assert ray.get(vllm.executor.remote(2, None)) == "ray"         # vLLM's choice, unpinned
+    verdict = ray.get(vllm.ray_executor_verdict.remote(2))
+    assert "cannot have more than 1 GPU" in verdict, verdict
+    remove_placement_group(pg)
+
+    one_each = seat_group([{"CPU": 1.0}, {"GPU": 1.0}, {"GPU": 1.0}], "ray-executor-seat")
+    ray.get(one_each.ready(), timeout=60)
+    driver = probe.options(**actor_options(cpus=1.0, placement_group=one_each,
+                                           bundle_index=0)).remote()
+    assert ray.get(driver.ray_executor_verdict.remote(2)) == "accepted"
