@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -151,9 +152,13 @@ def fake_gpu_ray():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=4, num_gpus=3, include_dashboard=False, logging_level="error")
+    # the probe below travels by value (Ray's workers cannot import a test module)
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)
     try:
         yield ray
     finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
         ray.shutdown()
 
 
