@@ -235,3 +235,18 @@ def test_tensor_parallel_seat_on_ray_is_what_vllm_accepts(fake_gpu_ray):
     driver = probe.options(**actor_options(cpus=1.0, placement_group=one_each,
                                            bundle_index=0)).remote()
     assert ray.get(driver.ray_executor_verdict.remote(2)) == "accepted"
+
+
+@needs_vllm
+def test_a_hybrid_seat_too_small_for_tensor_parallelism_stops_before_anything_starts():
+    import dataclasses
+
+    from jobs.evaluate import check_before_start
+
+    cfg = _run_cfg("latent_mas", tensor_parallel_size=2)
+    bad = dataclasses.replace(cfg, execution=dataclasses.replace(
+        cfg.execution, ray=True, num_gpus_per_replica=2.0))
+    with pytest.raises(ConfigError, match=r"must be in \(2, 3\] \(default 3\), got 2$"):
+        check_before_start(bad)
+    check_before_start(dataclasses.replace(bad, execution=dataclasses.replace(
+        bad.execution, num_gpus_per_replica=3.0)))
