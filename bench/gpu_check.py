@@ -68,14 +68,13 @@ class Table:
         return "\n".join(lines)
 
 
-def free(device) -> None:
+def free(device) -> None:              # the dropped engines' memory, before the next section
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
 
 # ----- models ---------------------------------------------------------------------------------
-
 def tiny_qwen3_dir(seed: int = 1234) -> str:
     """A tiny random Qwen3 (fp32, weights scaled so greedy choices are well separated) with the
     tests' in-process BPE tokenizer, saved to a temp folder."""
@@ -95,8 +94,7 @@ def tiny_qwen3_dir(seed: int = 1234) -> str:
                 p.mul_(4.0)
     model.generation_config = GenerationConfig(eos_token_id=stops, pad_token_id=tok.pad_token_id)
     folder = tempfile.mkdtemp(prefix="gpu-check-qwen3-")
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
+    model.save_pretrained(folder), tok.save_pretrained(folder)
     return folder
 
 
@@ -135,7 +133,6 @@ def gsm8k(n: int):
 
 
 # ----- 1. faithfulness ------------------------------------------------------------------------
-
 def method_tokens(engine, samples, method: str, tokens: int, m: int, bs: int | None = None):
     """Greedy final-agent token ids per sample (in batches of `bs`, default all at once)."""
     from latentmas_ray.methods import get_method
@@ -172,10 +169,9 @@ def faithfulness(device, size: dict) -> dict[str, tuple[int, int, float]]:
     ref = method_tokens(cpu, samples, "latent_mas", t, m)
     batched = method_tokens(dev, samples, "latent_mas", t, m)
     single = method_tokens(dev, samples, "latent_mas", t, m, bs=1)
-    out = {"latent_mas fp32: device vs CPU": (*agreement(batched, ref)[:1], n,
-                                              agreement(batched, ref)[1]),
-           "latent_mas fp32: batched vs unbatched": (*agreement(batched, single)[:1], n,
-                                                     agreement(batched, single)[1])}
+    (a, fa), (b, fb) = agreement(batched, ref), agreement(batched, single)
+    out = {"latent_mas fp32: device vs CPU": (a, n, fa),
+           "latent_mas fp32: batched vs unbatched": (b, n, fb)}
     del cpu, dev
     half = {a: HFEngine.load(ModelConfig(dtype="bfloat16", device=str(device)), folder,
                              decode_attention=a) for a in ("matmul", "sdpa")}
@@ -187,7 +183,6 @@ def faithfulness(device, size: dict) -> dict[str, tuple[int, int, float]]:
 
 
 # ----- 2. engine steps ------------------------------------------------------------------------
-
 def engine_steps(table: Table, device, size: dict) -> None:
     import bench_engine as be
 
@@ -217,7 +212,6 @@ def engine_steps(table: Table, device, size: dict) -> None:
 
 
 # ----- 3. the methods end to end --------------------------------------------------------------
-
 def methods_end_to_end(table: Table, device, size: dict) -> None:
     from bench_engine import decode_to_length
 
@@ -249,7 +243,6 @@ def methods_end_to_end(table: Table, device, size: dict) -> None:
 
 
 # ----- 4. vLLM --------------------------------------------------------------------------------
-
 def dummy_weights_dir(shape: str) -> str:
     """config.json at `shape` + the tiny tokenizer: vLLM's load_format="dummy" needs no weights."""
     from tiny_model import build_tokenizer
@@ -340,7 +333,6 @@ def hybrid_row(table: Table, device, size: dict) -> None:
 
 
 # ----- the run --------------------------------------------------------------------------------
-
 def cuda_tests(table: Table) -> None:
     """The suite's `cuda`-marked tests, here where CUDA is (pytest permitting)."""
     try:
@@ -374,15 +366,15 @@ def run(mode: str, out: Path | None, vllm_on_cpu: bool = False) -> int:
     if mode == "gpu" and device.type == "cuda":
         cuda_tests(table)
     table.add("setup", "wall time", f"{time.perf_counter() - t0:.0f} s", f"mode {mode}")
-    text = table.markdown()
-    print("\n" + text)
+    print("\n" + (text := table.markdown()))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
         print(f"\nwritten to {out}")
-    bad = [r for r in table.rows if r[0] == "faithfulness" and "lat" in r[1] and "fp32" in r[1]
-           and not r[2].startswith(f"{size['faith_samples']}/")]
-    return 1 if bad or any(r[2] == "FAILED" for r in table.rows) else 0
+    exact = f"{size['faith_samples']}/{size['faith_samples']} "      # fp32 rows must be exact
+    bad = [r for r in table.rows if (r[0] == "faithfulness" and "fp32" in r[1]
+                                     and not r[2].startswith(exact)) or r[2] == "FAILED"]
+    return 1 if bad else 0
 
 
 def main() -> None:
