@@ -251,6 +251,7 @@ def dummy_weights_dir(shape: str) -> str:
     tok = build_tokenizer()
     folder = tempfile.mkdtemp(prefix=f"gpu-check-{shape}-")
     cfg = shaped_config(shape)
+    cfg.architectures = ["Qwen3ForCausalLM"]         # what vLLM picks its model class (and runner) by
     cfg.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
     cfg.save_pretrained(folder)
     GenerationConfig(eos_token_id=[cfg.eos_token_id]).save_pretrained(folder)
