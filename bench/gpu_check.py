@@ -39,7 +39,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 GSM8K = REPO / "tests" / "data" / "gsm8k.jsonl"          # the slice that ships with the repo
 TINY_QWEN3 = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=32)   # vLLM CPU: >= 32
 SIZES = {   # what each mode runs; "gpu" is sized to <= 8 min on one H100
     "gpu": dict(faith_samples=8, faith_tokens=32, faith_m=8, shapes=["qwen3-8b", "qwen3-14b"],
                 layers=None, memories=[0, 500, 2000], batches=[1, 16, 64], steps=8, repeats=2,
