@@ -166,13 +166,23 @@ class VLLMFactory(VLLMStreaming):
 
 
 class HybridFactory(VLLMStreaming):
-    """An HF actor (`cpus` slots, 1 - gpu_share of the GPUs) and a vLLM actor (one CPU slot,
-    gpu_share of the GPUs) in ONE bundle, so they share a node and the object-store hop."""
+    """An HF actor (`cpus` slots) and a vLLM actor (one CPU slot) in ONE bundle, so they share a
+    node and the object-store hop; their GPUs split by `hybrid_gpu_split`."""
 
     def vllm_gpus_default(self) -> float:
         tp = self.cfg.execution.vllm.tensor_parallel_size
-        # one GPU shared by default; with tensor parallelism vLLM's share must be N whole GPUs
-        return 1.0 if tp == 1 else tp / self.cfg.execution.vllm.gpu_share
+        # one GPU shared by default; with tensor parallelism N whole GPUs for vLLM + one for HF
+        return 1.0 if tp == 1 else tp + 1.0
+
+    def resolve(self, cluster_has_gpus: bool, owned: bool) -> None:
+        super().resolve(cluster_has_gpus, owned)
+        self.gpu_split()                 # a split that cannot work fails here, before placing
+
+    def gpu_split(self) -> tuple[float, float]:
+        v = self.cfg.execution.vllm
+        from latentmas_ray.engines.vllm_fit import hybrid_gpu_split
+
+        return hybrid_gpu_split(self.gpus, v.tensor_parallel_size, v.gpu_share)
 
     def bundles(self) -> list[dict[str, float]]:
         (b,) = super().bundles()
@@ -181,9 +191,9 @@ class HybridFactory(VLLMStreaming):
     def start(self, pg, replica: int):
         from actors.vllm_actor import start_hybrid_replica
 
-        share = self.cfg.execution.vllm.gpu_share
+        hf_gpus, vllm_gpus = self.gpu_split()
         return start_hybrid_replica(
-            self.cfg, self.model_path, self.prompts, hf_gpus=self.gpus * (1 - share),
-            vllm_gpus=self.gpus * share, hf_cpus=self.cpus, vllm_cpus=1.0,
+            self.cfg, self.model_path, self.prompts, hf_gpus=hf_gpus,
+            vllm_gpus=vllm_gpus, hf_cpus=self.cpus, vllm_cpus=1.0,
             hf_threads=self.actor_threads, placement_group=pg, bundle_index=0,
             max_restarts=self.max_restarts)

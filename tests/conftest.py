@@ -54,6 +54,7 @@ _MISSING_FILE = re.compile(
     r"|no such file|shared/datasets", re.I | re.S)
 _FULL_DESELECTED = pytest.StashKey[int]()   # how many full-data tests were deselected
 _RAY_BEFORE = pytest.StashKey[bool]()        # Ray was up in this process before the test's setup
+_CUDA_DESELECTED = pytest.StashKey[int]()   # how many `cuda` tests were deselected (no CUDA)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +82,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "full_datasets_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.full_data)
+    cuda = [item for item in items if item.get_closest_marker("cuda")]
+    if cuda and not torch.cuda.is_available():
+        config.hook.pytest_deselected(items=cuda)
+        items[:] = [item for item in items if not item.get_closest_marker("cuda")]
+        config.stash[_CUDA_DESELECTED] = len(cuda)
     if IN_CI or FULL_DATASETS.is_dir():
         return
     full = [item for item in items if item.get_closest_marker("full_data")]
@@ -128,6 +134,11 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    cuda = config.stash.get(_CUDA_DESELECTED, 0)
+    if cuda:
+        terminalreporter.write_line(
+            f"cuda: {cuda} test(s) deselected: no CUDA device here (bench/gpu_check.sh runs "
+            "them on a GPU machine)", yellow=True)
     n = config.stash.get(_FULL_DESELECTED, 0)
     if n:
         terminalreporter.write_line(

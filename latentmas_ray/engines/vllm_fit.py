@@ -54,10 +54,27 @@ def check_gpus(cfg: RunConfig) -> None:
         check_tensor_parallel(tp, torch.cuda.device_count() if torch.cuda.is_available() else 0,
                               "this machine")
     elif cfg.execution.num_gpus_per_replica is not None:
-        share = cfg.execution.vllm.gpu_share if cfg.engine_kind == "hybrid" else 1.0
-        check_tensor_parallel(tp, cfg.execution.num_gpus_per_replica * share,
-                              "a replica's vLLM actor (--num_gpus_per_replica"
-                              + (" x --vllm_gpu_share)" if share < 1 else ")"))
+        gpus, hybrid = cfg.execution.num_gpus_per_replica, cfg.engine_kind == "hybrid"
+        vllm_gpus = hybrid_gpu_split(gpus, tp, cfg.execution.vllm.gpu_share)[1] if hybrid else gpus
+        check_tensor_parallel(tp, vllm_gpus, "a replica's vLLM actor (--num_gpus_per_replica"
+                              + (" x --vllm_gpu_share)" if hybrid else ")"))
+
+
+def hybrid_gpu_split(gpus: float, tp: int, share: float) -> tuple[float, float]:
+    """A hybrid replica's GPUs -> (HF actor's, vLLM actor's). One device (tp 1): `share` of it
+    to vLLM, the rest to HF. Tensor parallelism N: vLLM holds N whole GPUs (its workers, one a
+    device) and the HF actor, which computes on one device, at most one GPU of its own."""
+    if gpus <= 0:
+        return 0.0, 0.0
+    if tp == 1:
+        return gpus * (1 - share), gpus * share
+    hf = gpus - tp
+    if not 0 < hf <= 1:
+        raise ConfigError(
+            f"--tensor_parallel_size {tp} in a hybrid replica: vLLM holds {tp} whole GPUs and the "
+            f"HF latent actor one device (or a fraction of one) beside them, so "
+            f"--num_gpus_per_replica must be in ({tp}, {tp + 1}] (default {tp + 1}), got {gpus:g}")
+    return hf, float(tp)
 
 
 # ----- lengths -------------------------------------------------------------------------------

@@ -17,6 +17,25 @@ from latentmas_ray.spec.config import VLLMConfig
 from ..errors import ConfigError
 from .vllm_fit import cpu_kv_bytes, max_num_seqs_for
 
+# The engine config is built as `vllm.LLM` builds it (offline batch inference): under this usage
+# context vLLM chooses max_num_seqs / max_num_batched_tokens for the device it runs on
+# (EngineArgs.get_batch_defaults: 1024 / 16384 on an H100). AsyncLLM.from_engine_args' own
+# default, ENGINE_CONTEXT, has no entry there and falls back to SchedulerConfig's serving
+# defaults (128 / 2048): a fraction of the sequences plain vLLM runs.
+USAGE_CONTEXT = "LLM_CLASS"
+# Tensor parallelism inside our actor: vLLM's multiprocessing executor, one worker process per
+# device Ray made visible to the actor (its seat holds N GPUs on one node). Left to choose, vLLM
+# picks its Ray executor inside a placement group (config/parallel.py), which refuses a bundle
+# holding more than one device (v1/executor/ray_utils.py) and does not exist on CPU.
+TP_EXECUTOR = "mp"
+
+
+def usage_context():
+    """vLLM's UsageContext the engine config is created under (USAGE_CONTEXT)."""
+    from vllm.usage.usage_lib import UsageContext
+    return UsageContext[USAGE_CONTEXT]
+
+
 def engine_args(folder: str, dtype: torch.dtype, options: VLLMConfig, *, cuda: bool,
                 prompt_embeds: bool, seq_tokens: int | None, vocab_mask: bool) -> dict[str, Any]:
     """The AsyncEngineArgs keyword arguments for this run (options.extra wins)."""
@@ -30,11 +49,14 @@ def engine_args(folder: str, dtype: torch.dtype, options: VLLMConfig, *, cuda: b
         enforce_eager=(not cuda) if options.enforce_eager is None else options.enforce_eager,
         disable_log_stats=True,      # our Occupancy logger still receives the scheduler stats
     )
+    if options.tensor_parallel_size > 1:
+        kwargs["distributed_executor_backend"] = TP_EXECUTOR
     if cuda:
         util = options.gpu_memory_utilization
         kwargs["gpu_memory_utilization"] = 0.85 if util is None else util
-        # GPU: None = vLLM's default; its scheduler admits a sequence only when the KV cache
-        # (sized by profiling the free memory) has room, so the KV budget bounds it anyway
+        # GPU: None = vLLM's offline default for this device (USAGE_CONTEXT); its scheduler
+        # admits a sequence only when the KV cache (sized by profiling the free memory) has
+        # room, so the KV budget bounds it anyway
     else:
         kv = cpu_kv_bytes(options)
         if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
