@@ -21,6 +21,9 @@ from pathlib import Path
 
 from jobs.placement import JOB_ENV, check_address
 from jobs.driver import run_on_ray      # a module global, so a test can wrap it (on_event)
+from jobs.stop import StopSignal
+from latentmas_ray.errors import Stopped
+from latentmas_ray.store.lock import RunLock
 from latentmas_ray.spec.config import RunConfig
 
 DESCRIPTION = ("Evaluate baseline, TextMAS or LatentMAS on a benchmark, in process or on Ray "
@@ -60,10 +63,8 @@ def check_before_start(cfg: RunConfig) -> None:
 
 def evaluate(cfg: RunConfig, console) -> int:
     """Run `cfg` to the end (resuming what its folder holds); prints the summary line."""
-    from latentmas_ray.run.in_process import run_in_process
     from latentmas_ray.run.lengths import check_lengths
     from latentmas_ray.spec.models import check_agent_models, resolve_model
-    from latentmas_ray.run.observe import open_observer
     from latentmas_ray.prompts import load_prompt_file
     from latentmas_ray.store.run_store import RunStore, run_id
     from latentmas_ray.tasks.registry import load_task
@@ -85,31 +86,52 @@ def evaluate(cfg: RunConfig, console) -> int:
     cfg.output = str(out)
     store = RunStore(out)
     store.open(cfg.to_dict())
+    stop = StopSignal()
+    with RunLock(out).held(console), stop.installed():
+        return run_to_end(cfg, console, task, store, model_path, prompts, stop)
 
+
+def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop) -> int:
+    """The pending samples of `task` into `store` (this process or Ray), then samples.parquet
+    and summary.json. summary.json's status says how the session ended: "complete" (every
+    expected sample is stored), "stopped" (a stop signal) or "failed"; its counts are always
+    those of the rows on disk."""
+    from latentmas_ray.run.in_process import run_in_process
+    from latentmas_ray.run.observe import open_observer
+
+    out = Path(cfg.output)
     done = store.done_ids()
     pending = [s for s in task.samples if s.id not in done]
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
                   f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
                   highlight=False)
-    with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
-        prior = (store.read().select(["correct", "generated_tokens"]).to_pylist()
-                 if done and observer.wants_rows else [])
-        observer.on_start(cfg.to_dict(), prior)
-        if cfg.execution.ray:
-            wall = run_on_ray(cfg, task, store, model_path, prompts, console=console,
-                              observer=observer)
-        else:
-            wall = run_in_process(cfg, store, pending, model_path, prompts, console,
-                                  n_done=len(done), observer=observer)
-
-        # streamed: neither step holds the run's table in memory (W&B's per-sample table aside)
-        store.consolidate(order=[s.id for s in task.samples], read_back=False)
-        summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
-                   "data": task.source,
-                   "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
-                   **store.summary(wall)}
-        store.write_summary(summary)
-        observer.on_end(summary, store.read().to_pylist() if observer.wants_rows else [])
+    head = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
+            "data": task.source, "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
+            "expected": len(task.samples)}
+    try:
+        with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
+            prior = (store.read().select(["correct", "generated_tokens"]).to_pylist()
+                     if done and observer.wants_rows else [])
+            observer.on_start(cfg.to_dict(), prior)
+            if cfg.execution.ray:
+                wall = run_on_ray(cfg, task, store, model_path, prompts, console=console,
+                                  observer=observer, stop=stop)
+            else:
+                wall = run_in_process(cfg, store, pending, model_path, prompts, console,
+                                      n_done=len(done), observer=observer)
+            # streamed: neither step holds the run's table in memory
+            store.consolidate(order=[s.id for s in task.samples], read_back=False)
+            status = "complete" if len(store.done_ids()) >= len(task.samples) else "failed"
+            summary = {**head, "status": status, **store.summary(wall)}
+            store.write_summary(summary)
+            observer.on_end(summary, store.read().to_pylist() if observer.wants_rows else [])
+    except BaseException as e:
+        ended = "stopped" if isinstance(e, (Stopped, KeyboardInterrupt)) else "failed"
+        try:        # the rows on disk, read from the parts (samples.parquet may be older)
+            store.write_summary({**head, "status": ended, **store.summary(from_parts=True)})
+        except Exception:  # noqa: BLE001 - the parts stay the truth
+            pass
+        raise
     rate = f", {len(pending) / wall:.2f} samples/s" if wall else ""
     console.print(f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['samples']}), "
                   f"{summary['mean_generated_tokens']:.0f} generated tokens/sample, "

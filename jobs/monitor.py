@@ -2,7 +2,7 @@
 one plain line every --progress_every seconds. Either way summary.json holds the same figures
 (status "running") at that pace, so a dashboard or `cat` sees the run move.
 
-    progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4
+    progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4 (4 healthy, 0 loading, 0 hung, 1 replaced)
 """
 
 from __future__ import annotations
@@ -10,6 +10,15 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import Callable, Iterator
+
+
+def replica_states_text(states: dict[str, int] | None) -> str:
+    """" (3 healthy, 1 loading, 1 hung, 2 replaced)": the fleet's replicas by state
+    (jobs/fleet.py Fleet.counts; hung and replaced count over the whole session)."""
+    if not states:
+        return ""
+    return " (" + ", ".join(f"{states.get(k, 0)} {k}"
+                            for k in ("healthy", "loading", "hung", "replaced")) + ")"
 
 
 def eta_text(seconds: float | None) -> str:
@@ -31,6 +40,7 @@ class Monitor:
         self.t0 = time.perf_counter()
         self.last = self.t0
         self.advance: Callable[[int], None] = lambda n: None
+        self.states: Callable[[], dict[str, int]] | None = None    # replicas by state
         self.plain = not getattr(console, "is_terminal", False)
 
     @contextlib.contextmanager
@@ -64,7 +74,8 @@ class Monitor:
                 "samples_per_s": round(rate, 3),
                 "eta_seconds": round(left / rate, 1) if rate > 0 else None,
                 "accuracy": self.accuracy, "replicas_alive": self.alive,
-                "replicas": self.replicas, "elapsed_seconds": round(elapsed, 1)}
+                "replicas": self.replicas, "elapsed_seconds": round(elapsed, 1),
+                **({"replica_states": self.states()} if self.states else {})}
 
     def tick(self, alive: int) -> None:
         """Called every loop turn: prints / writes when --progress_every has passed."""
@@ -80,7 +91,8 @@ class Monitor:
             self.console.print(
                 f"progress {f['done']}/{f['total']} ({f['done'] / max(f['total'], 1):.1%}) "
                 f"{f['samples_per_s']:.2f} samples/s ETA {eta_text(f['eta_seconds'])} "
-                f"acc {f['accuracy']:.1%} replicas {f['replicas_alive']}/{f['replicas']}",
+                f"acc {f['accuracy']:.1%} replicas {f['replicas_alive']}/{f['replicas']}"
+                + replica_states_text(f.get("replica_states")),
                 highlight=False, soft_wrap=True)
         try:
             self.store.write_summary({"progress": f})

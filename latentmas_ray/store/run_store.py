@@ -241,12 +241,15 @@ class RunStore:
         with atomic_open(self.dir / "samples.parquet", "wb") as f:
             pq.write_table(table, f)
 
-    def summary(self, wall_seconds: float | None = None) -> dict[str, Any]:
-        """`summarize` over samples.parquet (or the parts when not consolidated yet), streamed
+    def summary(self, wall_seconds: float | None = None, *,
+                from_parts: bool = False) -> dict[str, Any]:
+        """`summarize` over samples.parquet (or the parts when not consolidated yet, or when
+        `from_parts`: a session that ended early, whose samples.parquet may be older), streamed
         batch by batch with Arrow compute: no row becomes a Python object."""
         merged = self.dir / "samples.parquet"
         totals = Totals()
-        files = [merged] if merged.exists() else self.part_files()
+        parts = self.part_files()
+        files = parts if (from_parts and parts) or not merged.exists() else [merged]
         for f in files:
             pf = pq.ParquetFile(f)
             cols = [c for c in Totals.COLUMNS if c in pf.schema_arrow.names]
