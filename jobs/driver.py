@@ -50,6 +50,7 @@ from jobs.replicas import HFFactory, HybridFactory, ReplicaFactory, VLLMFactory
 from jobs.scheduler import Scheduler
 from jobs.deadlines import Deadlines
 from jobs.stop import NO_STOP, STOP_CLOSE_S, StopSignal
+from latentmas_ray.spec.identity import precision_identity
 from latentmas_ray.errors import (ConfigError, LatentMASError, ReplicaFault, SampleError, Stopped,
                                   typed_cause)
 
@@ -87,6 +88,15 @@ def factory_for(cfg, model_path, prompts) -> ReplicaFactory:
     return kinds[cfg.engine_kind](cfg, model_path, prompts)
 
 
+def wants_gpus(cfg, nodes: list[dict[str, float]]) -> bool:
+    """Whether a replica gets GPUs when --num_gpus_per_replica is not given: where the cluster
+    has GPUs; with --autoscale the nodes alive now say nothing (GPU nodes may not be up yet),
+    so from the spec: GPUs unless --device cpu (a CPU fleet says --num_gpus_per_replica 0)."""
+    if cfg.execution.autoscale:
+        return cfg.model.device != "cpu"
+    return sum(n.get("GPU", 0.0) for n in nodes) > 0
+
+
 def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
                on_event: Event | None = None, factory: ReplicaFactory | None = None,
                observer=None, stop: StopSignal = NO_STOP) -> float:
@@ -121,8 +131,9 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
                            local_resources={ex.scoring_resource: float(local)})
     driver, stopping = None, False
     try:
-        factory.resolve(cluster_has_gpus=sum(n.get("GPU", 0.0) for n in alive_node_resources()) > 0,
-                        owned=owned)
+        factory.resolve(cluster_has_gpus=wants_gpus(cfg, alive_node_resources()), owned=owned)
+        store.check_identity(precision_identity(cfg.model.device, cfg.model.dtype,
+                                                gpu=factory.gpus > 0))
         bundles = factory.bundles()
         code = any(s.kind == "code" for s in pending)
         if ex.autoscale:        # the nodes alive now say nothing: ask for what the run needs

@@ -85,10 +85,28 @@ def evaluate(cfg: RunConfig, console) -> int:
                       "or persistent disk", highlight=False)
     cfg.output = str(out)
     store = RunStore(out)
-    store.open(cfg.to_dict())
+    store.open(cfg.to_dict(), identity=run_identity(cfg, task, prompts))
     stop = StopSignal()
     with RunLock(out).held(console), stop.installed():
         return run_to_end(cfg, console, task, store, model_path, prompts, stop)
+
+
+def run_identity(cfg: RunConfig, task, prompts) -> dict[str, str]:
+    """What the run folder must have been written with to resume (spec/identity.py): the data
+    file's and prompt texts' hashes; in process also the resolved device kind and dtype (on
+    Ray the driver adds them once it knows what a replica gets)."""
+    from latentmas_ray.spec.identity import contents_identity, precision_identity
+    from latentmas_ray.tasks.registry import demo_path
+
+    source = Path(task.source)
+    data = (source if source.is_file() else
+            demo_path(task.spec) if task.source.startswith("demo:") else None)
+    identity = contents_identity(data, prompts)
+    if not cfg.execution.ray:
+        import torch
+        identity.update(precision_identity(cfg.model.device, cfg.model.dtype,
+                                           gpu=torch.cuda.is_available()))
+    return identity
 
 
 def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop) -> int:

@@ -274,3 +274,87 @@ def test_a_hung_replica_is_replaced_and_its_batches_run_once_elsewhere(head_only
     assert "1 hung" in log
     print(f"\nhang -> its batches finished elsewhere: {state['moved_at'] - state['hung_at']:.1f} s "
           f"(--batch_timeout 2, batches of 0.2 s)")
+
+
+DRIVER = """
+import functools, sys
+import jobs.evaluate as e
+from bench.stand_in import StandInFactory
+run = e.run_on_ray
+e.run_on_ray = lambda cfg, *a, **k: run(cfg, *a, factory=StandInFactory(cfg, {latency}), **k)
+sys.exit(e.main(sys.argv[1:]))
+"""
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes of session `sid` still alive (the driver and whatever it started)."""
+    import os
+
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:      # state, ppid, pgrp, session
+            out.append(int(pid))
+    return out
+
+
+def test_sigterm_stops_the_driver_cleanly_and_a_rerun_resumes(tmp_path):
+    """SIGTERM (what `ray job stop` sends) to a driver mid-run: it exits within 10 s, leaves no
+    process of its own (its local Ray included), summary.json says "stopped" with exactly the
+    rows on disk; the same command then finishes the run, equal to a clean one."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "run"
+    n = 40
+    args = ["--task", "arc_easy", "--method", "baseline", "--max_samples", str(n),
+            "--generate_bs", "1", "--replicas", "2", "--output", str(out),
+            "--progress_every", "1", "--torch_threads", "1"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    p = subprocess.Popen([sys.executable, "-c", DRIVER.format(latency=0.5), *args], env=env,
+                         cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while len(list((out / "parts").glob("part-*.parquet"))) < 3:
+            assert p.poll() is None and time.time() < deadline, p.stdout.read()[-3000:]
+            time.sleep(0.2)
+        t0 = time.perf_counter()
+        p.send_signal(signal.SIGTERM)
+        log = p.communicate(timeout=60)[0]
+        took = time.perf_counter() - t0
+        left = session_processes(p.pid)
+        while left and time.perf_counter() - t0 < 10:
+            time.sleep(0.2)
+            left = session_processes(p.pid)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    print(f"\nSIGTERM -> exit {took:.1f} s")
+    assert took < 10, log[-3000:]
+    assert p.returncode == 143 and "stopped: SIGTERM" in log, log[-3000:]
+    assert left == [], f"processes left behind: {left}"
+    rows = [i for f in (out / "parts").glob("part-*.parquet")
+            for i in pq.read_table(f).column("id").to_pylist()]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["expected"] == n
+    assert summary["samples"] == len(rows) and 3 <= len(rows) < n
+    assert not (out / "driver.lock").exists()
+
+    again = subprocess.run([sys.executable, "-c", DRIVER.format(latency=0.01), *args], env=env,
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{len(rows)} already done" in again.stderr
+    store = RunStore(out)
+    all_rows_once(store, n)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["samples"] == summary["expected"] == n

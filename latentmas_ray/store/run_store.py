@@ -13,7 +13,6 @@ never recomputed; a completion written twice is read once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -28,44 +27,10 @@ from latentmas_ray.store.atomic import atomic_open, atomic_write_text
 from latentmas_ray.errors import ConfigError, DataError
 from latentmas_ray.store.schema import SCHEMA, columns_in, conform, conform_column
 from latentmas_ray.store.summary import COMPLETION_COLUMNS, Totals, completion_scores, summarize
+from latentmas_ray.spec.identity import (RESUMABLE_FIELDS, comparable_config, identity_changes,
+                                         run_id)
 
 __all__ = ["RunStore", "SCHEMA", "comparable_config", "run_id", "summarize"]
-
-# Fields of config.json that may change between a run and its resumption: they do not change
-# any sample's result (batches are padded so results are batch-invariant; where and how a run
-# executes, `execution`, never changes a result; on_bad_row only which rows load).
-RESUMABLE_FIELDS = ("output", "max_samples", "generate_bs", "execution", "on_bad_row")
-
-
-# Fields added after runs were stored, with the value that reproduces the older behaviour: at
-# that value they are left out of the comparison (and the run id), so an older run folder,
-# whose config.json lacks them, still resumes.
-# A dotted name is a field of a section ("model.packed_linear").
-LATER_FIELDS = {"use_vllm": False, "model.packed_linear": False, "model.compile": False,
-                "model.decode_attention": "auto",
-                "method.num_return_sequences": 1, "method.agents": None,
-                "method.memory_layers": None, "method.memory_top_k": None}
-
-
-def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()
-           if k not in RESUMABLE_FIELDS}
-    for name, default in LATER_FIELDS.items():
-        *section, key = name.split(".")
-        where = out[section[0]] if section and isinstance(out.get(section[0]), dict) else out
-        if key in where and where[key] == default:
-            del where[key]
-    return out
-
-
-def run_id(config: dict[str, Any]) -> str:
-    """A stable folder name for a RunConfig dict: the same command maps to the same folder, so
-    it resumes (fields that cannot change a result are left out of the hash)."""
-    digest = hashlib.sha256(json.dumps(comparable_config(config), sort_keys=True).encode())
-    name = config.get("model", {}).get("name_or_path")
-    model = Path(name).name if name else "smollm2-135m"
-    return f"{config['task']}-{config['method']['method']}-{model}-{digest.hexdigest()[:8]}"
-
 
 class RunStore:
     def __init__(self, folder: str | Path):
@@ -77,8 +42,9 @@ class RunStore:
     def config_path(self) -> Path:
         return self.dir / "config.json"
 
-    def open(self, config: dict[str, Any]) -> None:
-        """Create the run folder, or check that an existing one holds the same run."""
+    def open(self, config: dict[str, Any], identity: dict[str, Any] | None = None) -> None:
+        """Create the run folder, or check that an existing one holds the same run (its config
+        and, where given, `identity`: the contents and precision it was written with)."""
         if self.config_path.exists():
             try:
                 old = json.loads(self.config_path.read_text())
@@ -100,6 +66,22 @@ class RunStore:
             record = json.loads(self.config_path.read_text())
             record["run"].update({k: config[k] for k in RESUMABLE_FIELDS if k in config})
         atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if identity:
+            self.check_identity(identity)
+
+    def check_identity(self, identity: dict[str, Any]) -> None:
+        """Refuse (one line) a resume whose contents or resolved precision differ from what
+        the folder was written with (spec/identity.py); record what the folder lacked."""
+        record = self.config()
+        old = record.get("identity", {})
+        changed = identity_changes(old, identity)
+        if changed:
+            raise ConfigError(f"output folder {self.dir} was written with other inputs: "
+                              f"{'; '.join(changed)}; use another --output, or the same inputs "
+                              "to resume it")
+        if any(k not in old for k in identity):
+            record["identity"] = {**old, **identity}
+            atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     def config(self) -> dict[str, Any]:
         if not self.config_path.exists():
