@@ -115,7 +115,7 @@ def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop) 
     expected sample is stored), "stopped" (a stop signal) or "failed"; its counts are always
     those of the rows on disk."""
     from latentmas_ray.run.in_process import run_in_process
-    from latentmas_ray.run.observe import open_observer
+    from latentmas_ray.run.observe import TABLE_COLUMNS, open_observer
 
     out = Path(cfg.output)
     done = store.done_ids()
@@ -128,7 +128,7 @@ def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop) 
             "expected": len(task.samples)}
     try:
         with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
-            prior = (store.read().select(["correct", "generated_tokens"]).to_pylist()
+            prior = (store.columns(["correct", "generated_tokens"]).to_pylist()
                      if done and observer.wants_rows else [])
             observer.on_start(cfg.to_dict(), prior)
             if cfg.execution.ray:
@@ -142,7 +142,8 @@ def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop) 
             status = "complete" if len(store.done_ids()) >= len(task.samples) else "failed"
             summary = {**head, "status": status, **store.summary(wall)}
             store.write_summary(summary)
-            observer.on_end(summary, store.read().to_pylist() if observer.wants_rows else [])
+            observer.on_end(summary, store.columns(TABLE_COLUMNS, consolidated=True).to_pylist()
+                            if observer.wants_rows else [])   # only the columns W&B logs
     except BaseException as e:
         ended = "stopped" if isinstance(e, (Stopped, KeyboardInterrupt)) else "failed"
         try:        # the rows on disk, read from the parts (samples.parquet may be older)

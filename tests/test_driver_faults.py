@@ -213,9 +213,10 @@ def all_rows_once(store, n: int) -> None:
 
 
 def test_a_load_failure_on_one_seat_does_not_stop_the_run(head_only, tmp_path):
-    store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.1, load_fail={0}),
-                               replicas=2, n=16, bs=1)
-    all_rows_once(store, 16)
+    # 0.3 s per batch, 40 batches: long enough for the seat's second try to load and work
+    store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.3, load_fail={0}),
+                               replicas=2, n=40, bs=1)
+    all_rows_once(store, 40)
     failed = [info for kind, info in events if kind == "load_failed"]
     assert [f["replica"] for f in failed] == [0], log
     assert "no model folder on this node" in failed[0]["error"]

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 
 from latentmas_ray.store.atomic import atomic_open, atomic_write_text
 from latentmas_ray.errors import ConfigError, DataError
-from latentmas_ray.store.schema import SCHEMA, columns_in, conform, conform_column
+from latentmas_ray.store.schema import (SCHEMA, columns_in, conform, conform_column,
+                                        conform_columns)
 from latentmas_ray.store.summary import COMPLETION_COLUMNS, Totals, completion_scores, summarize
 from latentmas_ray.spec.identity import (RESUMABLE_FIELDS, comparable_config, identity_changes,
                                          run_id)
@@ -157,6 +158,17 @@ class RunStore:
                                                           name).chunks],
                                 SCHEMA.field(name).type)
 
+    def columns(self, names: Iterable[str], *, consolidated: bool = False) -> pa.Table:
+        """Only these columns of every finished row (what W&B logs; the traces and token ids
+        are never read): from the parts, or from samples.parquet, in the task's order, when
+        `consolidated`."""
+        names = list(names)
+        merged = self.dir / "samples.parquet"
+        if consolidated and merged.exists():
+            return conform_columns(pq.read_table(merged, columns=[
+                n for n in names if n in pq.read_schema(merged).names]), names)
+        return pa.table({n: self._column(n) for n in names})
+
     def done_ids(self) -> set[str]:
         """Samples whose K completions are all stored, read from the id and sample_index
         columns only (a sample with some missing reruns; its completions are seeded one by one,
@@ -172,45 +184,68 @@ class RunStore:
     def counts(self) -> tuple[int, int]:
         """(finished samples, correct ones), read from two columns only."""
         ids, correct = self._column("id"), self._column("correct")
-        if pc.count_distinct(ids).as_py() != len(ids):      # an id written twice: rare, exact
+        keys = pa.table({"id": ids, "j": self._column("sample_index").fill_null(0)})
+        if keys.group_by(["id", "j"]).aggregate([]).num_rows != len(ids):   # written twice: rare
             table = self.read()
             ids, correct = table.column("id"), table.column("correct")
         return len(ids), int(pc.sum(correct.fill_null(False).cast(pa.int64())).as_py() or 0)
 
     def consolidate(self, order: Iterable[str] | None = None, *,
                     read_back: bool = True) -> pa.Table | None:
-        """Rewrite samples.parquet from the parts, in `order` (the task's sample order).
+        """Rewrite samples.parquet from the parts, in `order` (the task's sample order), rows of
+        a sample by sample_index.
 
-        Streams: each part is read, reordered and written on its own, so memory holds one part
-        (plus the id column) however long the run. Parts hold runs of consecutive samples, so
-        sorting the parts by their first sample and each part's rows gives the task's order; in
-        the rare case it does not (a resumed run that changed --generate_bs, an id written
-        twice) the whole table is sorted in memory as before. Returns the table when
-        `read_back` (a run's end passes False and reads it with the streaming `summary()`)."""
+        Streams, whatever K: one pass reads the id and sample_index columns of every part
+        (each file opened once) and places them in `order` with ONE hash lookup; a second
+        pass reads each part whole, reorders it and appends it to the writer, so memory holds
+        one part plus the id columns however long the run. Parts hold runs of consecutive
+        samples, so sorting the parts by their first sample gives the task's order; only when
+        it does not (parts whose samples interleave, a completion written twice) is the whole
+        table sorted in memory. Returns the table when `read_back` (a run's end passes False
+        and reads it with the streaming `summary()`)."""
         files = self.part_files()
         if not files:
             return self.read() if read_back else None
-        order_arr = pa.array(list(order) if order is not None else [], pa.string())
-        plan, seen = [], 0
-        for f in files:
-            ids = conform_column(pq.read_table(f, columns=columns_in(f, "id")), "id")
-            pos = pc.index_in(ids, value_set=order_arr).to_numpy(zero_copy_only=False)
-            pos = [int(p) if p == p and p is not None else len(order_arr) + seen + i
-                   for i, p in enumerate(pos)]
-            seen += len(pos)
-            idx = sorted(range(len(pos)), key=pos.__getitem__)
-            plan.append((pos[idx[0]], pos[idx[-1]], f, idx))
-        plan.sort(key=lambda p: p[0])
-        n_ids = sum(len(p[3]) for p in plan)
-        ordered = all(a[1] < b[0] for a, b in zip(plan, plan[1:]))
-        if not ordered or pc.count_distinct(self._column("id")).as_py() != n_ids:
+        plan = self._plan(files, order)
+        if plan is None:
             self._consolidate_in_memory(order)
-            return conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
-        with atomic_open(self.dir / "samples.parquet", "wb") as out:
-            with pq.ParquetWriter(out, SCHEMA) as writer:
-                for _, _, f, idx in plan:
-                    writer.write_table(conform(pq.read_table(f)).take(idx))
+        else:
+            with atomic_open(self.dir / "samples.parquet", "wb") as out:
+                with pq.ParquetWriter(out, SCHEMA) as writer:
+                    for f, idx in plan:
+                        writer.write_table(conform(pq.read_table(f)).take(idx))
         return conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
+
+    def _plan(self, files: list[Path], order: Iterable[str] | None):
+        """[(part, its rows' order)] with the parts in the task's order, or None when the parts
+        cannot be streamed in that order (see consolidate)."""
+        import numpy as np
+
+        ids, js, sizes = [], [], []
+        for f in files:
+            pf = pq.ParquetFile(f)
+            t = pf.read(columns=[c for c in ("id", "sample_index") if c in pf.schema_arrow.names])
+            ids += conform_column(t, "id").chunks
+            js.append(conform_column(t, "sample_index").fill_null(0).to_numpy())
+            sizes.append(t.num_rows)
+        order_arr = pa.array(list(order) if order is not None else [], pa.string())
+        pos = pc.index_in(pa.chunked_array(ids, pa.string()), value_set=order_arr)
+        pos = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)   # a copy
+        unknown = pos < 0           # ids outside `order` go last, in part order
+        pos[unknown] = len(order_arr) + np.arange(int(unknown.sum()))
+        plan, start = [], 0
+        for f, n, j in zip(files, sizes, js):
+            p, start = pos[start:start + n], start + n
+            if n == 0:
+                continue
+            idx = np.lexsort((j, p))
+            if np.unique(p * (int(j.max()) + 1) + j).size != n:
+                return None                                  # a completion written twice
+            plan.append((int(p[idx[0]]), int(p[idx[-1]]), f, idx))
+        plan.sort(key=lambda x: x[0])
+        if any(a[1] >= b[0] for a, b in zip(plan, plan[1:])):
+            return None                                      # parts interleave
+        return [(f, pa.array(idx)) for _, _, f, idx in plan]
 
     def _consolidate_in_memory(self, order: Iterable[str] | None) -> None:
         table = self.read()
