@@ -135,3 +135,6 @@ def test_k_completions_consolidate_by_streaming(tmp_path, monkeypatch):
         == [(s.id, j) for s in samples for j in range(4)]
     summary = store.summary()
     assert summary["samples"] == 36 and summary["completions_per_question"] == 4
+    monkeypatch.undo()
+    from latentmas_ray.store.run_store import summarize
+    assert summary == summarize(RunStore(tmp_path / "run").read())   # the same as in memory

@@ -260,22 +260,32 @@ class RunStore:
 
     def summary(self, wall_seconds: float | None = None, *,
                 from_parts: bool = False) -> dict[str, Any]:
-        """`summarize` over samples.parquet (or the parts when not consolidated yet, or when
-        `from_parts`: a session that ended early, whose samples.parquet may be older), streamed
-        batch by batch with Arrow compute: no row becomes a Python object."""
+        """`summarize` over samples.parquet, streamed batch by batch with Arrow compute (no
+        row becomes a Python object but the few small columns of pass@k / maj@k, a batch at
+        a time), each file read once. Over the parts when not consolidated yet, or when
+        `from_parts` (a session that ended early: samples.parquet may be older; its K-section
+        is left out, as it needs the task's order)."""
+        from latentmas_ray.store.passk import CompletionTally
+
         merged = self.dir / "samples.parquet"
-        totals = Totals()
+        totals, k = Totals(), self.completions()
         parts = self.part_files()
-        files = parts if (from_parts and parts) or not merged.exists() else [merged]
-        for f in files:
+        consolidated = merged.exists() and not (from_parts and parts)
+        tally = CompletionTally(k) if k > 1 and consolidated else None
+        for f in [merged] if consolidated else parts:
             pf = pq.ParquetFile(f)
-            cols = [c for c in Totals.COLUMNS if c in pf.schema_arrow.names]
+            want = set(Totals.COLUMNS) | (set(COMPLETION_COLUMNS) if tally else set())
+            cols = [c for c in pf.schema_arrow.names if c in want]
             for batch in pf.iter_batches(batch_size=4096, columns=cols):
-                totals.add(pa.Table.from_batches([batch]))
+                table = pa.Table.from_batches([batch])
+                totals.add(table)
+                if tally:
+                    tally.add(conform_columns(table, list(COMPLETION_COLUMNS)))
         out = totals.result(wall_seconds)
-        if self.completions() > 1:      # pass@k, maj@k from a few small columns
-            small = pa.table({c: self._column(c) for c in COMPLETION_COLUMNS})
-            out.update(completion_scores(small.to_pylist()))
+        scores = tally.result() if tally else None
+        if scores is None and k > 1 and not from_parts:    # not consolidated, or no full K
+            scores = completion_scores(self.columns(COMPLETION_COLUMNS).to_pylist())
+        out.update(scores or {})
         return out
 
     def write_summary(self, summary: dict[str, Any]) -> None:
