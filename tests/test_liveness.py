@@ -166,3 +166,39 @@ def test_the_heartbeat_keeps_a_busy_driver_alive(tmp_path):
         first = lock.holder()["heartbeat"]
         time.sleep(0.3)
         assert json.loads((tmp_path / "driver.lock").read_text())["heartbeat"] > first
+
+
+def test_a_second_driver_on_a_live_run_folder_is_refused_before_it_runs(tmp_path, capsys):
+    """`jobs.evaluate` on a folder whose lock a live process holds: exit 2, one line naming
+    the holder, no sample run, the holder's lock untouched."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from jobs.evaluate import main
+    from tiny_model import build_tiny_model_dir
+
+    out = tmp_path / "run"
+    args = ["--model_name", build_tiny_model_dir(), "--task", "arc_easy", "--max_samples", "2",
+            "--method", "baseline", "--max_new_tokens", "2", "--dtype", "float32",
+            "--device", "cpu", "--output", str(out)]
+    import jobs.evaluate as ev
+    from latentmas_ray.spec.flags import build_run_config
+    from latentmas_ray.store.run_store import RunStore
+
+    RunStore(out).open(build_run_config(ev.build_parser().parse_args(args), ray=True).to_dict())
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "driver.lock").write_text(json.dumps(
+            {"host": socket.gethostname(), "pid": other.pid, "heartbeat": time.time()}))
+        assert main(args) == 2
+    finally:
+        other.kill()
+        other.wait()
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if ln.startswith("error:"))
+    assert f"is in use by the driver pid {other.pid} on {socket.gethostname()}" in line
+    assert list((out / "parts").iterdir()) == []
+    assert json.loads((out / "driver.lock").read_text())["pid"] == other.pid
