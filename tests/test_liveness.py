@@ -202,3 +202,21 @@ def test_a_second_driver_on_a_live_run_folder_is_refused_before_it_runs(tmp_path
     assert f"is in use by the driver pid {other.pid} on {socket.gethostname()}" in line
     assert list((out / "parts").iterdir()) == []
     assert json.loads((out / "driver.lock").read_text())["pid"] == other.pid
+
+
+def test_autoscale_resolves_gpu_replicas_from_the_spec_not_the_nodes_alive():
+    from jobs.driver import wants_gpus
+    from jobs.replicas import HFFactory
+    from latentmas_ray.spec.config import ExecutionConfig, ModelConfig, RunConfig
+
+    head_only = [{"CPU": 8.0}]                   # no GPU node up yet at submit time
+    auto = RunConfig(execution=ExecutionConfig(ray=True, autoscale=True))
+    assert wants_gpus(auto, head_only)
+    factory = HFFactory(auto, None, {})
+    factory.resolve(cluster_has_gpus=wants_gpus(auto, head_only), owned=False)
+    assert factory.bundles() == [{"CPU": 1.0, "GPU": 1.0}]     # asks the autoscaler for a GPU
+    cpu = RunConfig(model=ModelConfig(device="cpu"),
+                    execution=ExecutionConfig(ray=True, autoscale=True))
+    assert not wants_gpus(cpu, head_only)                      # told to run on CPUs
+    fixed = RunConfig(execution=ExecutionConfig(ray=True))
+    assert not wants_gpus(fixed, head_only) and wants_gpus(fixed, [{"CPU": 4.0, "GPU": 2.0}])
