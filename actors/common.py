@@ -145,7 +145,8 @@ def typed_actor(cls: type) -> type:
     body = {"__init__": init, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
             "__doc__": cls.__doc__}
     for name, fn in inspect.getmembers(cls, inspect.isfunction):
-        if not name.startswith("_"):
+        if not name.startswith("_") and not isinstance(inspect.getattr_static(cls, name),
+                                                       staticmethod):
             body[name] = wrap(name, fn)
     return type(cls.__name__, (cls,), body)
 
