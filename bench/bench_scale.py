@@ -177,6 +177,8 @@ def store_end(n: int, k: int, bs: int) -> dict:
                        env=env, check=True, capture_output=True, text=True)
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["rows"] == n * k, out
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
     return {"mode": "store", "samples": n, "k": k, "parts": -(-n // bs),
             "write_parts_s": round(write_s, 1), **out}
 
