@@ -129,6 +129,7 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     local = factory.local_cpus()
     owned, where = connect(ex.address, local_cpus=local,
                            local_resources={ex.scoring_resource: float(local)})
+    stop.reclaim()          # ray.init replaced the SIGTERM handler with one that aborts
     driver, stopping = None, False
     try:
         factory.resolve(cluster_has_gpus=wants_gpus(cfg, alive_node_resources()), owned=owned)

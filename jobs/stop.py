@@ -16,6 +16,7 @@ import signal
 import threading
 from typing import Iterator
 
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOP_CLOSE_S = 2.0      # engines closed in parallel get this long on a stop (inside Ray's 3 s)
 
 
@@ -23,6 +24,7 @@ class StopSignal:
     def __init__(self):
         self.requested: str | None = None     # the signal's name once one arrived
         self.listening = False                # a loop checks `requested` (else: raise at once)
+        self.active = False                   # inside `installed()`
 
     def handle(self, signum, frame) -> None:
         first = self.requested is None
@@ -36,12 +38,21 @@ class StopSignal:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        old = {s: signal.signal(s, self.handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        old = {s: signal.signal(s, self.handle) for s in SIGNALS}
+        self.active = True
         try:
             yield self
         finally:
+            self.active = False
             for s, h in old.items():
                 signal.signal(s, h)
+
+    def reclaim(self) -> None:
+        """Handle the signals again after a library replaced the handlers: `ray.init` installs
+        its own SIGTERM handler (it aborts the process: no clean-up, nothing marked)."""
+        if self.active and threading.current_thread() is threading.main_thread():
+            for s in SIGNALS:
+                signal.signal(s, self.handle)
 
     @contextlib.contextmanager
     def listen(self) -> Iterator[None]:

@@ -111,6 +111,12 @@ def test_a_stop_signal_is_a_request_while_a_loop_listens_else_an_interrupt():
     other = StopSignal()
     with other.installed(), pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
+    with StopSignal().installed() as third:       # a library took SIGTERM over: taken back
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        third.reclaim()
+        with third.listen():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert third.requested == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
