@@ -31,6 +31,10 @@ from latentmas_ray.store.summary import COMPLETION_COLUMNS, Totals, completion_s
 from latentmas_ray.spec.identity import (RESUMABLE_FIELDS, comparable_config, identity_changes,
                                          run_id)
 
+# parts are gathered into row groups of samples.parquet of about this size: few groups (the
+# writer keeps each one's metadata until it closes), little memory (rows carry token ids)
+ROW_GROUP_BYTES = 32 << 20
+
 __all__ = ["RunStore", "SCHEMA", "comparable_config", "run_id", "summarize"]
 
 class RunStore:
@@ -212,9 +216,14 @@ class RunStore:
         else:
             with atomic_open(self.dir / "samples.parquet", "wb") as out:
                 with pq.ParquetWriter(out, SCHEMA) as writer:
-                    for f, idx in plan:
+                    held: list[pa.Table] = []       # parts gathered into one row group: the
+                    for i, (f, idx) in enumerate(plan):  # writer keeps every group's metadata
                         # ParquetFile.read: no dataset discovery per file (4x faster here)
-                        writer.write_table(conform(pq.ParquetFile(f).read()).take(idx))
+                        held.append(conform(pq.ParquetFile(f).read()).take(idx))
+                        if (sum(t.nbytes for t in held) >= ROW_GROUP_BYTES
+                                or i == len(plan) - 1):
+                            writer.write_table(pa.concat_tables(held))
+                            held = []
         return conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
 
     def _plan(self, files: list[Path], order: Iterable[str] | None):
@@ -222,13 +231,18 @@ class RunStore:
         cannot be streamed in that order (see consolidate)."""
         import numpy as np
 
-        ids, js, sizes = [], [], []
-        for f in files:
+        ids, recent, js, sizes = [], [], [], []
+        for i, f in enumerate(files):
             pf = pq.ParquetFile(f)
             t = pf.read(columns=[c for c in ("id", "sample_index") if c in pf.schema_arrow.names])
-            ids += conform_column(t, "id").chunks
+            recent += conform_column(t, "id").chunks
             js.append(conform_column(t, "sample_index").fill_null(0).to_numpy())
             sizes.append(t.num_rows)
+            if len(recent) >= 256 or i == len(files) - 1:
+                # copied into one exact buffer: a file's column buffers are read with room
+                # to spare, tens of KB each, which 10k parts would keep alive
+                ids.append(pa.concat_arrays(recent) if recent else pa.array([], pa.string()))
+                recent = []
         order_arr = pa.array(list(order) if order is not None else [], pa.string())
         pos = pc.index_in(pa.chunked_array(ids, pa.string()), value_set=order_arr)
         pos = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)   # a copy
