@@ -77,14 +77,14 @@ def exit_status(command, console) -> int:
     one `error: ...` line and status 2 (no traceback), Ctrl-C as a note that nothing is lost."""
     try:
         return command()
+    except Stopped as e:        # a stop is not an error: what finished is saved
+        console.print(f"stopped: {e}", highlight=False, soft_wrap=True)
+        return 143
     except LatentMASError as e:
         from rich.markup import escape   # the message is text: "latentmas-ray[wandb]" stays
 
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
-    except Stopped as e:
-        console.print(f"stopped: {e}", highlight=False, soft_wrap=True)
-        return 143
     except KeyboardInterrupt:
         console.print("interrupted; finished samples are saved, rerun the same command to resume")
         return 130

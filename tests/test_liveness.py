@@ -226,3 +226,18 @@ def test_autoscale_resolves_gpu_replicas_from_the_spec_not_the_nodes_alive():
     assert not wants_gpus(cpu, head_only)                      # told to run on CPUs
     fixed = RunConfig(execution=ExecutionConfig(ray=True))
     assert not wants_gpus(fixed, head_only) and wants_gpus(fixed, [{"CPU": 4.0, "GPU": 2.0}])
+
+
+def test_a_stop_exits_143_with_a_stopped_line_not_an_error():
+    import io
+
+    from rich.console import Console
+
+    from latentmas_ray.errors import Stopped, exit_status
+
+    buf = io.StringIO()
+
+    def stopped():
+        raise Stopped("SIGTERM: 3 sample(s) not run; rerun the same command to resume")
+    assert exit_status(stopped, Console(file=buf)) == 143
+    assert buf.getvalue().startswith("stopped: SIGTERM") and "error" not in buf.getvalue()
