@@ -217,13 +217,15 @@ class RunStore:
             with atomic_open(self.dir / "samples.parquet", "wb") as out:
                 with pq.ParquetWriter(out, SCHEMA) as writer:
                     held: list[pa.Table] = []       # parts gathered into one row group: the
-                    for i, (f, idx) in enumerate(plan):  # writer keeps every group's metadata
+                    size = 0                        # writer keeps every group's metadata
+                    for i, (f, idx) in enumerate(plan):
                         # ParquetFile.read: no dataset discovery per file (4x faster here)
-                        held.append(conform(pq.ParquetFile(f).read()).take(idx))
-                        if (sum(t.nbytes for t in held) >= ROW_GROUP_BYTES
-                                or i == len(plan) - 1):
+                        part = pq.ParquetFile(f).read()
+                        size += part.nbytes
+                        held.append(conform(part).take(idx))
+                        if size >= ROW_GROUP_BYTES or i == len(plan) - 1:
                             writer.write_table(pa.concat_tables(held))
-                            held = []
+                            held, size = [], 0
         return conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
 
     def _plan(self, files: list[Path], order: Iterable[str] | None):
