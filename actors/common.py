@@ -78,9 +78,78 @@ def actor_options(*, gpus: float = 0.0, cpus: float = 1.0, max_restarts: int = 3
 @functools.cache
 def remote_form(target, **options):
     """`ray.remote(target)` (a class or a function), made on first use and once, so importing
-    an actor module needs no Ray."""
+    an actor module needs no Ray. A class gets typed errors at its boundary (`typed_actor`)."""
     import ray
+    if isinstance(target, type):
+        target = typed_actor(target)
     return ray.remote(**options)(target) if options else ray.remote(target)
+
+
+def typed_error(e: Exception) -> Exception:
+    """What crosses the actor boundary: our own errors as they are (a ConfigError is the run's
+    fault, a SampleError one sample's); a broken device or engine as a ReplicaFault; anything
+    else as it is (the driver retries the batch elsewhere, see jobs/scheduler.py)."""
+    from latentmas_ray.errors import LatentMASError, ReplicaFault, is_device_fault
+
+    if isinstance(e, LatentMASError) or not is_device_fault(e):
+        return e
+    return ReplicaFault(f"{type(e).__name__}: {str(e).strip()[:500]}")
+
+
+def raise_typed(e: Exception):
+    typed = typed_error(e)
+    if typed is e:
+        raise e
+    raise typed from e
+
+
+def typed_actor(cls: type) -> type:
+    """`cls` whose failures cross the actor boundary as types the driver acts on:
+
+    - its constructor never raises: a failure is kept and raised by `ready()`, the driver's
+      first call, as a ConfigError (the run's fault: stop) or a LoadFailure (this seat's
+      fault: retried elsewhere). Ray would otherwise report only a dead actor and its text.
+    - its public methods raise `typed_error(e)` (a device fault becomes a ReplicaFault)."""
+    import inspect
+
+    from latentmas_ray.errors import ConfigError, LoadFailure
+
+    def init(self, *args, **kwargs):
+        self._load_error = None
+        try:
+            cls.__init__(self, *args, **kwargs)
+        except ConfigError as e:
+            self._load_error = e
+        except Exception as e:  # noqa: BLE001 - any other load failure is the seat's
+            self._load_error = LoadFailure(f"{type(e).__name__}: {str(e).strip()[-500:]}")
+
+    def wrap(name, fn):
+        if inspect.iscoroutinefunction(fn):
+            async def method(self, *args, **kwargs):
+                if name == "ready" and self._load_error is not None:
+                    raise self._load_error
+                try:
+                    return await fn(self, *args, **kwargs)
+                except Exception as e:  # noqa: BLE001
+                    raise_typed(e)
+        else:
+            def method(self, *args, **kwargs):
+                if name == "ready" and self._load_error is not None:
+                    raise self._load_error
+                try:
+                    return fn(self, *args, **kwargs)
+                except Exception as e:  # noqa: BLE001
+                    raise_typed(e)
+        functools.update_wrapper(method, fn)
+        return method
+
+    body = {"__init__": init, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__}
+    for name, fn in inspect.getmembers(cls, inspect.isfunction):
+        if not name.startswith("_") and not isinstance(inspect.getattr_static(cls, name),
+                                                       staticmethod):
+            body[name] = wrap(name, fn)
+    return type(cls.__name__, (cls,), body)
 
 
 def score_task():
@@ -117,19 +186,42 @@ class ActorGroup:
         """One actor with `ready`, `run` and `generate` methods of its own."""
         return cls({name: actor}, actor.ready.remote, actor.run.remote, actor.generate.remote)
 
-    def kill(self, no_restart: bool = True) -> None:
-        import ray
-        if self.close is not None:
-            try:
-                refs = self.close()
-                ray.wait(refs, num_returns=len(refs), timeout=self.CLOSE_S)
-            except Exception:  # noqa: BLE001 - a dead actor has no engine left to close
-                pass
+    def kill(self, no_restart: bool = True, close: bool = True) -> None:
+        """Stop every actor; `close=False` skips the clean close (a hung replica would not
+        answer it)."""
+        if close:
+            close_all([self], self.CLOSE_S, kill=False)
         for h in self.actors.values():
             try:
+                import ray
                 ray.kill(h, no_restart=no_restart)
             except Exception:  # noqa: BLE001 - already gone
                 pass
+
+    def closing(self) -> list:
+        """The refs of this replica's engine close calls (none without engines)."""
+        if self.close is None:
+            return []
+        try:
+            return list(self.close())
+        except Exception:  # noqa: BLE001 - a dead actor has no engine left to close
+            return []
+
+
+def close_all(groups: list[ActorGroup], bound_s: float, kill: bool = True) -> None:
+    """Close the engines of every replica in `groups` at once and wait at most `bound_s` for
+    all of them together (not one after another), then kill their actors."""
+    import ray
+
+    refs = [r for g in groups for r in g.closing()]
+    if refs:
+        try:
+            ray.wait(refs, num_returns=len(refs), timeout=bound_s)
+        except Exception:  # noqa: BLE001 - dead actors: nothing left to close
+            pass
+    if kill:
+        for g in groups:
+            g.kill(close=False)
 
 
 # ----- timed transfers ---------------------------------------------------------------------

@@ -9,6 +9,14 @@ sleep per batch, well-formed rows, no model) on a local Ray, in this process. Pr
     python bench/bench_scale.py --samples 100000 --replicas 32 --latency 0.2 --generate_bs 20
     python bench/bench_scale.py --tiny --samples 5000      # the same with the tiny random model
                                                            # (jobs.evaluate --ray --replicas 2)
+    python bench/bench_scale.py --store --samples 1000000 --k 4 --compare 50000
+                                                           # the run's end alone (below)
+
+--store measures the end of a run at scale without a fleet: the parts a driver would have
+written (one per --generate_bs samples, K rows each, stand-in rows) are written by a child
+process, then a fresh child holding only the task's ids (as the driver does) consolidates
+them and computes the summary; it reports its peak RSS and seconds. --compare N does the
+same at N samples and prints the ratios (memory should not grow with the run).
 
 --tiny runs `python -m jobs.evaluate` as a child on a synthetic arc_easy file of --samples
 rows (baseline, 1 new token) and reports the child's peak RSS and time per sample.
@@ -120,6 +128,61 @@ def tiny(args) -> dict:
             "stored": summary["samples"]}
 
 
+WRITE_PARTS = """
+import sys
+from bench.stand_in import row
+from latentmas_ray.spec.config import MethodConfig, RunConfig
+from latentmas_ray.store.run_store import RunStore
+from latentmas_ray.tasks.base import Sample
+n, k, bs, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+cfg = RunConfig(task="arc_easy", method=MethodConfig(method="baseline", temperature=0.7 if k > 1
+                else 0.0, num_return_sequences=k))
+store = RunStore(out)
+store.open(cfg.to_dict())
+for i in range(0, n, bs):
+    rows = []
+    for j in range(i, min(i + bs, n)):
+        s = Sample(id=f"arc_easy-{j}", task="arc_easy", kind="mcq", question="q", gold="A")
+        rows += [{**row(s), "sample_index": c, "correct": (j + c) % 2 == 0} for c in range(k)]
+    store.append(rows)
+"""
+
+END_OF_RUN = """
+import json, resource, sys, time
+from latentmas_ray.store.run_store import RunStore
+n, out = int(sys.argv[1]), sys.argv[2]
+order = [f"arc_easy-{j}" for j in range(n)]        # the driver holds the task's ids
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+store = RunStore(out)
+store.consolidate(order=order, read_back=False)
+summary = store.summary(1.0)
+took = time.perf_counter() - t0
+print(json.dumps({"consolidate_and_report_s": round(took, 2), "rows": summary["samples"],
+                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "ids_rss_mib": round(base / 1024, 1)}))
+"""
+
+
+def store_end(n: int, k: int, bs: int) -> dict:
+    """The end of a run of n samples x k completions (see the module's doc)."""
+    import os
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-store-"))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", WRITE_PARTS, str(n), str(k), str(bs), str(tmp / "run")],
+                   cwd=REPO, env=env, check=True)
+    write_s = time.perf_counter() - t0
+    p = subprocess.run([sys.executable, "-c", END_OF_RUN, str(n), str(tmp / "run")], cwd=REPO,
+                       env=env, check=True, capture_output=True, text=True)
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["rows"] == n * k, out
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"mode": "store", "samples": n, "k": k, "parts": -(-n // bs),
+            "write_parts_s": round(write_s, 1), **out}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=100_000)
@@ -130,8 +193,22 @@ def main() -> None:
     p.add_argument("--cpus_per_replica", type=float, default=0.01)
     p.add_argument("--progress_every", type=float, default=10.0)
     p.add_argument("--tiny", action="store_true", help="the tiny random model instead")
+    p.add_argument("--store", action="store_true", help="the run's end alone (module doc)")
+    p.add_argument("--k", type=int, default=1, help="--store: completions per sample")
+    p.add_argument("--compare", type=int, default=0, help="--store: also at this many samples")
     args = p.parse_args()
     print(hardware(), flush=True)
+    if args.store:
+        big = store_end(args.samples, args.k, args.generate_bs)
+        print(json.dumps(big), flush=True)
+        if args.compare:
+            small = store_end(args.compare, args.k, args.generate_bs)
+            print(json.dumps(small), flush=True)
+            print(f"peak RSS {big['samples']} / {small['samples']} samples (K={args.k}): "
+                  f"{big['peak_rss_mib'] / small['peak_rss_mib']:.2f}x; "
+                  f"consolidate + report {big['consolidate_and_report_s']} s vs "
+                  f"{small['consolidate_and_report_s']} s", flush=True)
+        return
     print(json.dumps(tiny(args) if args.tiny else stand_in(args)), flush=True)
 
 

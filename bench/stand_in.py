@@ -3,9 +3,12 @@ its fault paths in tests: it sleeps a fixed time per batch and returns well-form
 (every sample correct), with no model. Reached only through `run_on_ray(..., factory=...)`:
 the command line cannot select it.
 
-    StandInFactory(cfg, latency_s=0.05, broken={0}, config_error=False, cpus=0.01)
+    StandInFactory(cfg, latency_s=0.05, broken={0}, config_error=False, cpus=0.01,
+                   load_fail={0})
 
 broken: replica numbers whose every batch raises (a replica that is alive but broken);
+load_fail: replica numbers whose load fails (an OSError in the constructor, as a node without
+the model folder); "all": every replica's;
 config_error: every batch raises a ConfigError (a deterministic error of the run);
 calls_file: each batch appends a line there (to count attempts across processes).
 """
@@ -21,7 +24,9 @@ from jobs.replicas import ReplicaFactory
 
 class StandInReplica:
     def __init__(self, rid: int, latency_s: float, broken: bool, config_error: bool,
-                 calls_file: str | None):
+                 calls_file: str | None, load_fail: bool = False):
+        if load_fail:
+            raise OSError(f"stand-in replica {rid}: no model folder on this node")
         self.rid, self.latency_s, self.broken = rid, latency_s, broken
         self.config_error, self.calls_file = config_error, calls_file
         self.batches = 0
@@ -65,8 +70,9 @@ class StandInFactory(ReplicaFactory):
 
     def __init__(self, cfg, latency_s: float = 0.05, *, broken: set[int] = frozenset(),
                  config_error: bool = False, cpus: float = 0.01, gpus: float = 0.0,
-                 calls_file: str | None = None):
+                 calls_file: str | None = None, load_fail: set[int] | str = frozenset()):
         super().__init__(cfg, None, {})
+        self.load_fail = load_fail
         self.latency_s, self.broken, self.config_error = latency_s, set(broken), config_error
         self.stand_in_cpus, self.stand_in_gpus, self.calls_file = cpus, gpus, calls_file
 
@@ -89,5 +95,6 @@ class StandInFactory(ReplicaFactory):
         opts = self.actor_options(pg, 0)
         opts["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": "1"}}
         actor = remote_form(StandInReplica).options(**opts).remote(
-            replica, self.latency_s, replica in self.broken, self.config_error, self.calls_file)
+            replica, self.latency_s, replica in self.broken, self.config_error, self.calls_file,
+            self.load_fail == "all" or replica in self.load_fail)
         return ActorGroup.single("stand-in", actor)

@@ -14,17 +14,24 @@
    health refs included (nothing sleeps), each finished batch appended to the store at once.
    Code tasks: the replica only generates; scoring is a 1-CPU Ray task that needs the
    --scoring_resource (declared on CPU nodes only).
-3. Three kinds of failure, handled apart:
-   - a ConfigError raised in any actor (e.g. a prompt longer than the engine takes) stops the
-     run at once with its line: retrying a deterministic error only wastes the cluster;
-   - a sample error (the method raised on a batch) requeues, splits and finally records the
-     bad sample as an error row, as the scheduler says;
+3. Failures cross the actor boundary as types (latentmas_ray/errors.py, actors/common.py)
+   and are handled apart:
+   - a ConfigError (the run's fault, e.g. a prompt longer than the engine takes) stops the run
+     at once with its line: retrying a deterministic error only wastes the cluster;
+   - a SampleError (one sample cannot be evaluated, e.g. a TextMAS chain past vLLM's length) is
+     split off without retries and recorded as that sample's error row;
+   - any other error of a batch requeues, splits and finally records the bad sample as an
+     error row, as the scheduler says;
    - a replica fault: its process died (RayActorError: Ray restarts it, the fleet pings it
-     back), a device / engine error, or batches that fail there and succeed elsewhere (the
-     scheduler's strikes). A broken replica is killed and a fresh one takes its seat; its
+     back), a ReplicaFault (device / engine), batches that fail there and succeed elsewhere
+     (the scheduler's strikes), or a batch past its deadline (jobs/deadlines.py: the replica
+     is hung). A broken or hung replica is killed and a fresh one takes its seat; its
      batches go to the others at once. A result from an attempt the scheduler no longer
      expects is dropped, so no sample is written twice. A killed driver loses only the
-     batches in flight: rerun the same command and it resumes from the store.
+     batches in flight: rerun the same command and it resumes from the store;
+   - a load failure is its seat's (jobs/fleet.py): the run goes on while a replica is up.
+4. A stop signal (jobs/stop.py) ends the loop within a second: nothing more is submitted,
+   the engines are closed in parallel, the autoscaler request is withdrawn.
 Memory: per-sample state only for pending and in-flight work; the counts of earlier sessions
 are read from two store columns.
 """
@@ -41,14 +48,14 @@ from jobs.fleet import Fleet
 from jobs.monitor import Monitor
 from jobs.replicas import HFFactory, HybridFactory, ReplicaFactory, VLLMFactory
 from jobs.scheduler import Scheduler
-from latentmas_ray.errors import ConfigError, LatentMASError
+from jobs.deadlines import Deadlines
+from jobs.stop import NO_STOP, STOP_CLOSE_S, StopSignal
+from latentmas_ray.spec.identity import precision_identity
+from latentmas_ray.errors import (ConfigError, LatentMASError, ReplicaFault, SampleError, Stopped,
+                                  typed_cause)
 
-POLL_S = 1.0            # the loop wakes at least this often (timeouts, progress lines)
+POLL_S = 1.0            # the loop wakes at least this often (timeouts, deadlines, a stop)
 STRIKES = 3             # batches failed on a replica that then succeeded elsewhere: replaced
-# A raised error naming one of these is the replica's fault (its device or engine), not the
-# batch's: the batch is requeued elsewhere without counting against it.
-REPLICA_FAULTS = ("CUDA error", "device-side assert", "CUBLAS_STATUS", "cuDNN error",
-                  "NCCL error", "EngineDeadError", "EngineCore", "engine is dead")
 
 Event = Callable[[str, dict[str, Any]], None]
 
@@ -81,15 +88,18 @@ def factory_for(cfg, model_path, prompts) -> ReplicaFactory:
     return kinds[cfg.engine_kind](cfg, model_path, prompts)
 
 
-def is_config_error(e: BaseException) -> bool:
-    """A ConfigError raised in an actor (Ray re-raises it as a RayTaskError that is also a
-    ConfigError, or keeps it as the cause)."""
-    return isinstance(e, ConfigError) or isinstance(getattr(e, "cause", None), ConfigError)
+def wants_gpus(cfg, nodes: list[dict[str, float]]) -> bool:
+    """Whether a replica gets GPUs when --num_gpus_per_replica is not given: where the cluster
+    has GPUs; with --autoscale the nodes alive now say nothing (GPU nodes may not be up yet),
+    so from the spec: GPUs unless --device cpu (a CPU fleet says --num_gpus_per_replica 0)."""
+    if cfg.execution.autoscale:
+        return cfg.model.device != "cpu"
+    return sum(n.get("GPU", 0.0) for n in nodes) > 0
 
 
 def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
                on_event: Event | None = None, factory: ReplicaFactory | None = None,
-               observer=None) -> float:
+               observer=None, stop: StopSignal = NO_STOP) -> float:
     """Evaluate the task's samples that `store` does not hold yet on cfg.execution.replicas
     replicas of the run's placement. Writes each finished batch to `store`; returns the wall
     seconds of the sampling loop (cluster start and model loading excluded, as in process).
@@ -101,7 +111,8 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     loaded), "batch" (a batch written), "replica_down", "replica_up", "replica_replaced", and
     the factory's own events. factory: a ReplicaFactory instead of the run's own (bench/).
     observer: a latentmas_ray.run.observe.RunObserver that hears each written batch (this driver
-    process logs to W&B; actors never do).
+    process logs to W&B; actors never do). stop: the process's StopSignal (jobs/stop.py); once
+    it is requested the loop raises errors.Stopped after the clean-up below.
     """
     from rich.console import Console
 
@@ -118,10 +129,12 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     local = factory.local_cpus()
     owned, where = connect(ex.address, local_cpus=local,
                            local_resources={ex.scoring_resource: float(local)})
-    driver = None
+    stop.reclaim()          # ray.init replaced the SIGTERM handler with one that aborts
+    driver, stopping = None, False
     try:
-        factory.resolve(cluster_has_gpus=sum(n.get("GPU", 0.0) for n in alive_node_resources()) > 0,
-                        owned=owned)
+        factory.resolve(cluster_has_gpus=wants_gpus(cfg, alive_node_resources()), owned=owned)
+        store.check_identity(precision_identity(cfg.model.device, cfg.model.dtype,
+                                                gpu=factory.gpus > 0))
         bundles = factory.bundles()
         code = any(s.kind == "code" for s in pending)
         if ex.autoscale:        # the nodes alive now say nothing: ask for what the run needs
@@ -133,13 +146,18 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
         if code:
             check_scoring(ex.scoring_resource, where, ex.autoscale)
         driver = Driver(cfg, store, pending, factory, console, emit, where, observer=observer,
-                        run_total=len(loaded_task.samples))
-        wall = driver.run()
+                        run_total=len(loaded_task.samples), stop=stop)
+        try:
+            with stop.listen():
+                wall = driver.run()
+        except (Stopped, KeyboardInterrupt):
+            stopping = True
+            raise
         factory.after_run(driver.fleet.handles(), console, emit)
         return wall
     finally:
         if driver is not None:
-            driver.fleet.stop()
+            driver.fleet.stop(STOP_CLOSE_S if stopping or stop.requested else None)
         if ex.autoscale:
             ask_autoscaler([])      # withdraw the request: the autoscaler may scale down
         release(driver.fleet.groups() if driver else None, owned)
@@ -153,8 +171,10 @@ class Driver:
     ("pg" | "load" | "ping", n) refs (jobs/fleet.py)."""
 
     def __init__(self, cfg, store, pending, factory: ReplicaFactory, console, emit: Event,
-                 where: str, observer=None, run_total: int | None = None):
+                 where: str, observer=None, run_total: int | None = None,
+                 stop: StopSignal = NO_STOP):
         ex = cfg.execution
+        self.stop = stop
         self.cfg, self.store, self.console, self.emit = cfg, store, console, emit
         self.observer = observer
         self.method = cfg.method.method
@@ -164,8 +184,7 @@ class Driver:
         self.inflight: dict[Any, tuple[str, Any]] = {}
         self.fleet = Fleet(factory, ex.replicas, where, inflight=self.inflight, console=console,
                            emit=emit, placement_timeout=ex.placement_timeout,
-                           ready_timeout=ex.ready_timeout, is_config_error=is_config_error,
-                           describe_error=short_error)
+                           ready_timeout=ex.ready_timeout, describe_error=short_error)
         # progress counts the whole run (run_total samples), earlier sessions' included
         run_total = max(run_total or 0, self.total)
         prior_correct = (store.counts()[1] / cfg.method.num_return_sequences
@@ -173,6 +192,8 @@ class Driver:
         self.monitor = Monitor(console, store, run_total,
                                prior=(run_total - self.total, prior_correct),
                                every_s=ex.progress_every, replicas=ex.replicas)
+        self.monitor.states = self.fleet.counts
+        self.deadlines = Deadlines(ex.batch_timeout, first_s=ex.ready_timeout)
         self.sent_at: dict[Any, float] = {}     # ticket -> when its batch was handed out
         self.scorer = None
         self.scoring_resource = ex.scoring_resource
@@ -185,7 +206,11 @@ class Driver:
         start = None
         with self.monitor.running():
             while not self.sched.finished:
+                if self.stop.requested:
+                    raise Stopped(f"{self.stop.requested}: {self.sched.remaining} sample(s) not "
+                                  "run; rerun the same command to resume")
                 self.fleet.tick()
+                self.check_deadlines()
                 self.join()
                 if self.fleet.started:
                     if start is None:      # rates count from the first replicas' start
@@ -229,6 +254,7 @@ class Driver:
         for ticket, samples in self.sched.assign():
             self.sent_at[ticket] = time.perf_counter()
             h = self.fleet.slots[ticket.replica].handle
+            self.deadlines.start(ticket.serial, ticket.replica, len(samples))
             if any(s.kind == "code" for s in samples):
                 self.inflight[h.generate.remote(samples)] = ("gen", (ticket, samples))
             else:
@@ -246,22 +272,14 @@ class Driver:
             self.lose(ticket.replica, short_error(e))
             return
         except RayTaskError as e:           # the method or the scorer raised ...
-            why = short_error(e)
-            if is_config_error(e):          # deterministic: stop, do not retry
-                raise ConfigError(why.removeprefix("ConfigError: ")) from None
-            # ... or could not fetch its input because the actor that made it died (a
-            # disaggregated role's memory): a loss, not the batch's fault; or the replica's
-            # device / engine broke: not the batch's fault either
-            lost = isinstance(getattr(e, "cause", None), ray.exceptions.ObjectLostError)
-            fault = kind != "score" and any(m in str(e) for m in REPLICA_FAULTS)
-            if fault:
-                self.sched.strike(ticket.replica)
-            self.give_up(self.sched.failed(ticket, why, lost=lost or fault))
-            self.check_health(why)
+            self.on_error(e, kind, ticket)
             return
         except RayError as e:               # lost objects, dead workers, ...
+            self.deadlines.finish(ticket.serial, measured=False)
             self.give_up(self.sched.failed(ticket, short_error(e), lost=True))
             return
+        if kind != "score":
+            self.deadlines.finish(ticket.serial)
         if kind == "gen":
             if self.sched.generated(ticket):     # the replica is free; score on a CPU worker
                 score = self.score_task().remote(samples, ref, self.cfg.scoring, self.method, 1,
@@ -275,6 +293,28 @@ class Driver:
             self.emit("batch", {"replica": ticket.replica, "ids": [s.id for s in samples],
                                 "scored_by": "cpu_task" if kind == "score" else "replica"})
             self.check_health("")
+
+    def on_error(self, e, kind: str, ticket) -> None:
+        """A batch raised: act on the type of what the actor raised (module doc, 3.)."""
+        import ray
+
+        why, cause = short_error(e), typed_cause(e)
+        if isinstance(cause, ConfigError):      # deterministic: stop, do not retry
+            raise ConfigError(why.removeprefix("ConfigError: ")) from None
+        if kind != "score":
+            self.deadlines.finish(ticket.serial, measured=False)
+        if isinstance(cause, SampleError):      # that sample's error row, no retries
+            self.give_up(self.sched.failed(ticket, why, deterministic=True))
+            return
+        # ... or could not fetch its input because the actor that made it died (a
+        # disaggregated role's memory): a loss, not the batch's fault; or the replica's
+        # device / engine broke: not the batch's fault either
+        lost = isinstance(cause, ray.exceptions.ObjectLostError)
+        fault = kind != "score" and isinstance(cause, ReplicaFault)
+        if fault:
+            self.sched.strike(ticket.replica)
+        self.give_up(self.sched.failed(ticket, why, lost=lost or fault))
+        self.check_health(why)
 
     @staticmethod
     def score_options(resource: str) -> dict[str, Any]:
@@ -309,7 +349,24 @@ class Driver:
             self.write(rows)
 
     # ----- replicas going and coming back --------------------------------------------------
+    def check_deadlines(self) -> None:
+        """A replica whose oldest batch ran past its deadline is hung: its batches go to the
+        others now (once: their tickets become stale), it is killed and replaced."""
+        for rid, ran in self.deadlines.overdue().items():
+            self.deadlines.forget(rid)
+            if rid not in self.sched.live_replicas():
+                continue
+            why = f"hung: a batch ran {ran:.0f} s, past its deadline"
+            held = [s.id for b in self.sched.batches.values() if b.state == "generating"
+                    and b.ticket is not None and b.ticket.replica == rid for s in b.samples]
+            self.give_up(self.sched.replica_down(rid))
+            self.console.print(f"[yellow]replica {rid} {why}[/]; its batches go to the others",
+                               highlight=False)
+            self.emit("replica_hung", {"replica": rid, "seconds": ran, "requeued": held})
+            self.fleet.replace(rid, why, hung=True)
+
     def lose(self, rid: int, why: str) -> None:
+        self.deadlines.forget(rid)
         if rid in self.sched.live_replicas():
             self.give_up(self.sched.replica_down(rid))
             self.console.print(f"[yellow]replica {rid} lost[/] ({why}); its batches go to the "
@@ -320,6 +377,7 @@ class Driver:
     def check_health(self, why: str) -> None:
         """Replace the replicas the scheduler finds broken (see Scheduler.unhealthy)."""
         for rid in self.sched.unhealthy(STRIKES):
+            self.deadlines.forget(rid)
             self.give_up(self.sched.replica_down(rid))
             self.emit("replica_down", {"replica": rid, "error": why or "unhealthy"})
             self.fleet.replace(rid, "unhealthy: its batches failed and succeeded elsewhere"

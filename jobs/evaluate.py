@@ -21,6 +21,9 @@ from pathlib import Path
 
 from jobs.placement import JOB_ENV, check_address
 from jobs.driver import run_on_ray      # a module global, so a test can wrap it (on_event)
+from jobs.stop import StopSignal
+from latentmas_ray.errors import Stopped
+from latentmas_ray.store.lock import RunLock
 from latentmas_ray.spec.config import RunConfig
 
 DESCRIPTION = ("Evaluate baseline, TextMAS or LatentMAS on a benchmark, in process or on Ray "
@@ -82,9 +85,7 @@ def evaluate(cfg: RunConfig, console) -> int:
     sandbox = check_sandbox(cfg, task.spec.kind, console)   # code tasks: before the model loads
     check_before_start(cfg)
 
-    from latentmas_ray.run.in_process import run_in_process
     from latentmas_ray.run.lengths import check_lengths
-    from latentmas_ray.run.observe import open_observer
     from latentmas_ray.store.run_store import RunStore, run_id
 
     for sk in task.skipped:
@@ -97,8 +98,40 @@ def evaluate(cfg: RunConfig, console) -> int:
                       "or persistent disk", highlight=False)
     cfg.output = str(out)
     store = RunStore(out)
-    store.open(cfg.to_dict())
+    store.open(cfg.to_dict(), identity=run_identity(cfg, task, prompts))
+    stop = StopSignal()
+    with RunLock(out).held(console), stop.installed():
+        return run_to_end(cfg, console, task, store, model_path, prompts, stop, sandbox)
 
+
+def run_identity(cfg: RunConfig, task, prompts) -> dict[str, str]:
+    """What the run folder must have been written with to resume (spec/identity.py): the data
+    file's and prompt texts' hashes; in process also the resolved device kind and dtype (on
+    Ray the driver adds them once it knows what a replica gets)."""
+    from latentmas_ray.spec.identity import contents_identity, precision_identity
+    from latentmas_ray.tasks.registry import demo_path
+
+    source = Path(task.source)
+    data = (source if source.is_file() else
+            demo_path(task.spec) if task.source.startswith("demo:") else None)
+    identity = contents_identity(data, prompts)
+    if not cfg.execution.ray:
+        import torch
+        identity.update(precision_identity(cfg.model.device, cfg.model.dtype,
+                                           gpu=torch.cuda.is_available()))
+    return identity
+
+
+def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop,
+               sandbox: dict | None = None) -> int:
+    """The pending samples of `task` into `store` (this process or Ray), then samples.parquet
+    and summary.json. summary.json's status says how the session ended: "complete" (every
+    expected sample is stored), "stopped" (a stop signal) or "failed"; its counts are always
+    those of the rows on disk; `sandbox`: what the code sandbox enforces (code tasks)."""
+    from latentmas_ray.run.in_process import run_in_process
+    from latentmas_ray.run.observe import TABLE_COLUMNS, open_observer
+
+    out = Path(cfg.output)
     done = store.done_ids()
     pending = [s for s in task.samples if s.id not in done]
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
@@ -108,25 +141,35 @@ def evaluate(cfg: RunConfig, console) -> int:
         console.print("note: latent_mas with --latent_steps 0 equals the baseline with a longer "
                       "prompt (the judger drops the agents' cache, as in the reference); the "
                       "default is --latent_steps 20", highlight=False)
-    with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
-        prior = (store.read().select(["correct", "generated_tokens"]).to_pylist()
-                 if done and observer.wants_rows else [])
-        observer.on_start(cfg.to_dict(), prior)
-        if cfg.execution.ray:
-            wall = run_on_ray(cfg, task, store, model_path, prompts, console=console,
-                              observer=observer)
-        else:
-            wall = run_in_process(cfg, store, pending, model_path, prompts, console,
-                                  n_done=len(task.samples) - len(pending), observer=observer)
-
-        # streamed: neither step holds the run's table in memory (W&B's per-sample table aside)
-        store.consolidate(order=[s.id for s in task.samples], read_back=False)
-        summary = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
-                   "data": task.source,
-                   "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
-                   **({"sandbox": sandbox} if sandbox else {}), **store.summary(wall)}
-        store.write_summary(summary)
-        observer.on_end(summary, store.read().to_pylist() if observer.wants_rows else [])
+    head = {"task": cfg.task, "method": cfg.method.method, "model": str(model_path),
+            "data": task.source, "replicas": cfg.execution.replicas if cfg.execution.ray else 1,
+            "expected": len(task.samples), **({"sandbox": sandbox} if sandbox else {})}
+    try:
+        with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
+            prior = (store.columns(["correct", "generated_tokens"]).to_pylist()
+                     if done and observer.wants_rows else [])
+            observer.on_start(cfg.to_dict(), prior)
+            if cfg.execution.ray:
+                wall = run_on_ray(cfg, task, store, model_path, prompts, console=console,
+                                  observer=observer, stop=stop)
+            else:
+                wall = run_in_process(cfg, store, pending, model_path, prompts, console,
+                                      n_done=len(task.samples) - len(pending),
+                                      observer=observer)
+            # streamed: neither step holds the run's table in memory
+            store.consolidate(order=[s.id for s in task.samples], read_back=False)
+            status = "complete" if len(store.done_ids()) >= len(task.samples) else "failed"
+            summary = {**head, "status": status, **store.summary(wall)}
+            store.write_summary(summary)
+            observer.on_end(summary, store.columns(TABLE_COLUMNS, consolidated=True).to_pylist()
+                            if observer.wants_rows else [])   # only the columns W&B logs
+    except BaseException as e:
+        ended = "stopped" if isinstance(e, (Stopped, KeyboardInterrupt)) else "failed"
+        try:        # the rows on disk, read from the parts (samples.parquet may be older)
+            store.write_summary({**head, "status": ended, **store.summary(from_parts=True)})
+        except Exception:  # noqa: BLE001 - the parts stay the truth
+            pass
+        raise
     rate = f", {len(pending) / wall:.2f} samples/s" if wall else ""
     console.print(f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['samples']}), "
                   f"{summary['mean_generated_tokens']:.0f} generated tokens/sample, "

@@ -3,13 +3,17 @@ one plain line every --progress_every seconds. Either way summary.json holds the
 (status "running") at that pace, so a dashboard or `cat` sees the run move.
 
     progress 1200/50000 (2.4%) 35.1 samples/s ETA 23m10s acc 41.2% replicas 4/4
-        in flight 32 (8 batches, oldest 0m41s)          (one line)
+        in flight 32 (8 batches, oldest 0m41s) (4 healthy, 0 loading, 0 hung, 1 replaced)
+        (one line)
 
 Counts are of the whole run: a resumed run starts at what earlier sessions finished (done and
 total over every sample of the run, accuracy over those same done samples), while the rate
 and ETA are this session's. `in flight` is the work inside batches: samples handed to replicas
 (running or queued on the actor) and not yet written, and how long the oldest of their batches
 has been out, so a slow first batch shows.
+
+The replicas by state come from the fleet (jobs/fleet.py Fleet.counts): hung and replaced
+count over the whole session.
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import Callable, Iterator
+
+
+def replica_states_text(states: dict[str, int] | None) -> str:
+    """" (3 healthy, 1 loading, 1 hung, 2 replaced)": the fleet's replicas by state
+    (jobs/fleet.py Fleet.counts; hung and replaced count over the whole session)."""
+    if not states:
+        return ""
+    return " (" + ", ".join(f"{states.get(k, 0)} {k}"
+                            for k in ("healthy", "loading", "hung", "replaced")) + ")"
 
 
 def eta_text(seconds: float | None) -> str:
@@ -41,6 +54,7 @@ class Monitor:
         self.t0 = time.perf_counter()
         self.last = self.t0
         self.advance: Callable[[int], None] = lambda n: None
+        self.states: Callable[[], dict[str, int]] | None = None    # replicas by state
         self.plain = not getattr(console, "is_terminal", False)
 
     @contextlib.contextmanager
@@ -84,7 +98,8 @@ class Monitor:
                 "accuracy": self.accuracy, "replicas_alive": self.alive,
                 "replicas": self.replicas, "in_flight_samples": samples,
                 "in_flight_batches": batches, "oldest_batch_seconds": round(oldest, 1),
-                "elapsed_seconds": round(elapsed, 1)}
+                "elapsed_seconds": round(elapsed, 1),
+                **({"replica_states": self.states()} if self.states else {})}
 
     def in_flight_text(self) -> str:
         samples, batches, oldest = self.in_flight_work
@@ -108,7 +123,8 @@ class Monitor:
                 f"progress {f['done']}/{f['total']} ({f['done'] / max(f['total'], 1):.1%}) "
                 f"{f['samples_per_s']:.2f} samples/s ETA {eta_text(f['eta_seconds'])} "
                 f"acc {f['accuracy']:.1%} replicas {f['replicas_alive']}/{f['replicas']}"
-                f"{self.in_flight_text()}", highlight=False, soft_wrap=True)
+                f"{self.in_flight_text()}" + replica_states_text(f.get("replica_states")),
+                highlight=False, soft_wrap=True)
         try:
             self.store.write_summary({"progress": f})
         except OSError:     # informative only; the parts are the truth

@@ -223,20 +223,23 @@ class Scheduler(Generic[S]):
         b.state, b.ticket, b.samples = "done", None, []
         return True
 
-    def failed(self, t: Ticket, error: str, *, lost: bool = False) -> list[S]:
+    def failed(self, t: Ticket, error: str, *, lost: bool = False,
+               deterministic: bool = False) -> list[S]:
         """The attempt behind `t` failed (raised, or `lost` with its replica). Requeues or
         splits the batch; returns the samples given up (record them as errors). A stale
-        ticket changes nothing."""
+        ticket changes nothing. `deterministic`: a sample's own error (errors.SampleError),
+        which a retry would only repeat: split at once, a single sample given up at once."""
         b = self._current(t, "generating", "scoring")
         if b is None:
             return []
         self._release(t)
         if lost:
             return self._lose(b, error)
-        b.failed_on.add(t.replica)
-        if t.replica in self.replicas:
-            self.replicas[t.replica].fails_in_a_row += 1
-        b.errors += 1
+        if not deterministic:      # the sample's fault says nothing about the replica
+            b.failed_on.add(t.replica)
+            if t.replica in self.replicas:
+                self.replicas[t.replica].fails_in_a_row += 1
+        b.errors = self.max_attempts if deterministic else b.errors + 1
         b.last_error = error
         if b.errors < self.max_attempts:
             self._enqueue(b, front=True)

@@ -197,3 +197,171 @@ def test_summaries_and_consolidation_stream(tmp_path):
     assert merged.column("id").to_pylist() == [s.id for s in samples]
     assert store.summary(1.0) == summarize(merged, 1.0)
     assert store.summary()["errors"] == 3 and store.summary()["correct"] == 7
+
+
+# ----- issue 24: load failures, hangs ------------------------------------------------------
+
+def all_rows_once(store, n: int) -> None:
+    """Every sample exactly once in the parts, each row the clean run's (stand-in rows are a
+    function of the sample alone)."""
+    from bench.stand_in import row
+
+    import pyarrow.parquet as pq
+    ids = [i for f in store.part_files() for i in pq.read_table(f).column("id").to_pylist()]
+    samples = load_task("arc_easy", max_samples=n).samples
+    assert sorted(ids) == sorted(s.id for s in samples), "every sample exactly once"
+    want = {s.id: row(s) for s in samples}
+    for r in store.read().to_pylist():
+        w = want[r["id"]]
+        assert {k: r[k] for k in ("prediction", "correct", "error")} == \
+            {k: w[k] for k in ("prediction", "correct", "error")}
+        assert [{k: a[k] for k in w["agents"][0]} for a in r["agents"]] == w["agents"]
+
+
+def test_a_load_failure_on_one_seat_does_not_stop_the_run(head_only, tmp_path):
+    # 0.3 s per batch, 40 batches: long enough for the seat's second try to load and work
+    store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.3, load_fail={0}),
+                               replicas=2, n=40, bs=1)
+    all_rows_once(store, 40)
+    failed = [info for kind, info in events if kind == "load_failed"]
+    assert [f["replica"] for f in failed] == [0], log
+    assert "no model folder on this node" in failed[0]["error"]
+    assert "replica 0 failed to load" in log and "a new placement in" in log
+    assert any(kind == "replica_up" and info["replica"] >= 2 for kind, info in events), log
+
+
+def test_no_seat_can_load_is_one_line_naming_every_seat(head_only, tmp_path):
+    from latentmas_ray.errors import LatentMASError
+
+    with pytest.raises(LatentMASError) as err:
+        drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.1, load_fail="all"), replicas=2, n=4)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("no replica could load on ")
+    assert "seat 0: OSError: stand-in replica" in msg
+    assert "seat 1: OSError: stand-in replica" in msg
+
+
+def test_a_hung_replica_is_replaced_and_its_batches_run_once_elsewhere(head_only, tmp_path):
+    """Replica 0's process is SIGSTOPped mid-run (it neither answers nor dies): past the batch
+    deadline it is killed and replaced, its batches requeued once, every sample written
+    exactly once. Prints the time from the hang to its batches finishing elsewhere."""
+    import os
+    import signal
+
+    state: dict = {}
+
+    def hook(kind, info):
+        now = time.perf_counter()
+        if kind == "ready":
+            state["pid"] = info["replicas"][0]["pid"]
+        elif kind == "batch" and info["replica"] == 0 and "hung_at" not in state:
+            os.kill(state["pid"], signal.SIGSTOP)
+            state["hung_at"] = now
+        elif kind == "replica_hung":
+            state["requeued"] = set(info["requeued"])
+            state["hung_event"] = info
+        elif kind == "batch" and state.get("requeued") and set(info["ids"]) & state["requeued"]:
+            state["requeued"] -= set(info["ids"])
+            state["moved_at"] = now
+
+    try:
+        store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.2), replicas=2,
+                                   n=30, bs=1, batch_timeout=2.0, on_event=hook)
+    finally:
+        if "pid" in state:
+            try:
+                os.kill(state["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    all_rows_once(store, 30)
+    assert state["hung_event"]["replica"] == 0, log
+    assert state["requeued"] == set(), "the hung replica's batches finished elsewhere"
+    replaced = [info for kind, info in events if kind == "replica_replaced"]
+    assert [r["replica"] for r in replaced] == [0] and "hung" in replaced[0]["error"], log
+    assert "1 hung" in log
+    print(f"\nhang -> its batches finished elsewhere: {state['moved_at'] - state['hung_at']:.1f} s "
+          f"(--batch_timeout 2, batches of 0.2 s)")
+
+
+DRIVER = """
+import functools, sys
+import jobs.evaluate as e
+from bench.stand_in import StandInFactory
+run = e.run_on_ray
+e.run_on_ray = lambda cfg, *a, **k: run(cfg, *a, factory=StandInFactory(cfg, {latency}), **k)
+sys.exit(e.main(sys.argv[1:]))
+"""
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes of session `sid` still alive (the driver and whatever it started)."""
+    import os
+
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:      # state, ppid, pgrp, session
+            out.append(int(pid))
+    return out
+
+
+def test_sigterm_stops_the_driver_cleanly_and_a_rerun_resumes(tmp_path):
+    """SIGTERM (what `ray job stop` sends) to a driver mid-run: it exits within 10 s, leaves no
+    process of its own (its local Ray included), summary.json says "stopped" with exactly the
+    rows on disk; the same command then finishes the run, equal to a clean one."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "run"
+    n = 40
+    args = ["--task", "arc_easy", "--method", "baseline", "--max_samples", str(n),
+            "--generate_bs", "1", "--replicas", "2", "--output", str(out),
+            "--progress_every", "1", "--torch_threads", "1"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    p = subprocess.Popen([sys.executable, "-c", DRIVER.format(latency=0.5), *args], env=env,
+                         cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while len(list((out / "parts").glob("part-*.parquet"))) < 3:
+            assert p.poll() is None and time.time() < deadline, p.stdout.read()[-3000:]
+            time.sleep(0.2)
+        t0 = time.perf_counter()
+        p.send_signal(signal.SIGTERM)
+        log = p.communicate(timeout=60)[0]
+        took = time.perf_counter() - t0
+        left = session_processes(p.pid)
+        while left and time.perf_counter() - t0 < 10:
+            time.sleep(0.2)
+            left = session_processes(p.pid)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    print(f"\nSIGTERM -> exit {took:.1f} s")
+    assert took < 10, log[-3000:]
+    assert p.returncode == 143 and "stopped: SIGTERM" in log, log[-3000:]
+    assert left == [], f"processes left behind: {left}"
+    rows = [i for f in (out / "parts").glob("part-*.parquet")
+            for i in pq.read_table(f).column("id").to_pylist()]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["expected"] == n
+    assert summary["samples"] == len(rows) and 3 <= len(rows) < n
+    assert not (out / "driver.lock").exists()
+
+    again = subprocess.run([sys.executable, "-c", DRIVER.format(latency=0.01), *args], env=env,
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{len(rows)} already done" in again.stderr
+    store = RunStore(out)
+    all_rows_once(store, n)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["samples"] == summary["expected"] == n

@@ -100,3 +100,41 @@ def test_parts_written_before_a_column_existed_still_read(tmp_path):
     assert "hops" not in summarize(table)
     with pytest.raises(ConfigError, match="use_vllm"):
         RunStore(tmp_path / "run").open(RunConfig(task="gsm8k", use_vllm=True).to_dict())
+
+
+def test_k_completions_consolidate_by_streaming(tmp_path, monkeypatch):
+    """K = 4 rows per sample, parts written out of order and rows shuffled inside them: the
+    streaming path writes the task's order (samples, then sample_index), and neither the
+    in-memory consolidation nor a whole-table read runs (issue 24)."""
+    import pyarrow.parquet as pq
+
+    from bench.stand_in import row
+    from latentmas_ray.spec.config import MethodConfig, RunConfig
+    from latentmas_ray.tasks.registry import load_task
+
+    cfg = RunConfig(task="arc_easy", method=MethodConfig(method="baseline", temperature=0.7,
+                                                         num_return_sequences=4))
+    store = RunStore(tmp_path / "run")
+    store.open(cfg.to_dict())
+    samples = load_task("arc_easy", max_samples=9).samples
+
+    def rows(part):
+        return [{**row(s), "sample_index": j, "correct": (j + i) % 3 == 0}
+                for i, s in enumerate(part) for j in (3, 1, 0, 2)]
+    for part in (samples[6:], samples[:3], samples[3:6]):
+        store.append(rows(part))
+
+    def in_memory(*a, **k):
+        raise AssertionError("the in-memory path ran")
+    monkeypatch.setattr(RunStore, "_consolidate_in_memory", in_memory)
+    monkeypatch.setattr(RunStore, "read", in_memory)
+    assert store.counts()[0] == 36 and store.done_ids() == {s.id for s in samples}
+    store.consolidate(order=[s.id for s in samples], read_back=False)
+    merged = pq.read_table(tmp_path / "run" / "samples.parquet")
+    assert list(zip(merged.column("id").to_pylist(), merged.column("sample_index").to_pylist())) \
+        == [(s.id, j) for s in samples for j in range(4)]
+    summary = store.summary()
+    assert summary["samples"] == 36 and summary["completions_per_question"] == 4
+    monkeypatch.undo()
+    from latentmas_ray.store.run_store import summarize
+    assert summary == summarize(RunStore(tmp_path / "run").read())   # the same as in memory

@@ -179,13 +179,52 @@ def test_stream_in_process_writes_every_sample_once(engine, gsm8k):
 
 @pytest.mark.vllm
 def test_budget_is_clipped_only_when_asked(engine):
+    """What does not fit is that sample's error (its row), not the run's: SampleError."""
+    from latentmas_ray.errors import SampleError
+
     assert engine.budget(100, 24) == 24
-    with pytest.raises(ConfigError, match=r"of 1000 positions \+ max_new_tokens 100 = 1100 "
+    with pytest.raises(SampleError, match=r"of 1000 positions \+ max_new_tokens 100 = 1100 "
                                           r"exceeds the vLLM engine's max_model_len 1024"):
         engine.budget(1000, 100, what="sample x: a prompt")
     assert engine.budget(1000, 100, clip=True) == 24
-    with pytest.raises(ConfigError):
+    with pytest.raises(SampleError):
         engine.budget(1024, 100, clip=True)                      # no room for one token
+
+
+@pytest.mark.vllm
+def test_text_mas_chain_past_max_model_len_is_that_samples_error_row(engine, gsm8k):
+    """A TextMAS chain whose later agent outgrows vLLM's length: that sample's row records the
+    error, the other samples' rows are the normal ones, and the run goes on (issue 24)."""
+    from latentmas_ray.engines.vllm import VLLMEngine
+    from latentmas_ray.run.streaming import StreamEvaluator, stream_in_process
+
+    cfg = _run_cfg("text_mas", max_new=24)
+    few = gsm8k[:3]
+    ev = StreamEvaluator(cfg, engine, {})
+
+    async def reference():
+        return await asyncio.gather(*(ev.generate(s) for s in few))
+    ref = {r.id: r for r in asyncio.run(reference())}
+    last = {i: r.agents[-1].prompt_tokens for i, r in ref.items()}
+    # the first sample's last agent overflows by one position; every earlier agent fits with
+    # its whole budget (shorter prompts), so their outputs are those of the reference
+    limit = last[few[0].id] + 24 - 1
+    short = object.__new__(VLLMEngine)
+    short.__dict__.update(engine.__dict__)
+    short.max_model_len = limit
+    written: list[list[dict]] = []
+    stream_in_process(cfg, short, few, {}, written.append)
+    rows = {r["id"]: r for w in written for r in w}
+    assert sorted(rows) == sorted(ref)
+    for sid, r in rows.items():
+        if last[sid] + 24 > limit:
+            assert r["error"].startswith("not evaluated: sample ") and not r["correct"], r
+            assert "exceeds the vLLM engine's max_model_len" in r["error"]
+        else:
+            assert r["error"] is None or "not evaluated" not in r["error"]
+            assert [a["output_ids"] for a in r["agents"]] == [
+                list(a.output_ids) for a in ref[sid].agents]
+    assert rows[few[0].id]["error"]
 
 
 @pytest.mark.vllm

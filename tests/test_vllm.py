@@ -357,8 +357,11 @@ def test_sampling_is_seeded_per_sample(vllm_engine, gsm8k):
 
 @pytest.mark.vllm
 def test_prompt_too_long_is_a_clear_error(vllm_engine):
+    """One line naming max_model_len; a SampleError (that sample's error row on a run, issue
+    24), not a ConfigError that would stop the run."""
     from latentmas_ray.engines.text import SamplingParams
-    with pytest.raises(ConfigError, match="max_model_len"):
+    from latentmas_ray.errors import SampleError
+    with pytest.raises(SampleError, match="max_model_len"):
         vllm_engine.generate_ids([[1] * 4090], 64, SamplingParams(0.0))
 
 

@@ -45,7 +45,7 @@ import torch
 
 from latentmas_ray.spec import pins
 from latentmas_ray.spec.config import ModelConfig, VLLMConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, LoadFailure, SampleError
 from .text import SamplingParams, TextSide, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,9 @@ class VLLMEngine(TextSide):
         try:
             loop = EngineLoop(build)
         except Exception as e:  # noqa: BLE001 - engine start failures become one message
-            raise ConfigError(f"vLLM could not start on {path}: {type(e).__name__}: "
+            # the seat's fault (memory a dead EngineCore still holds, a broken node), not the
+            # run's: a Ray driver retries the seat elsewhere (jobs/fleet.py)
+            raise LoadFailure(f"vLLM could not start on {path}: {type(e).__name__}: "
                               f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''} "
                               "(a script that starts vLLM needs the `if __name__ == \"__main__\":` "
                               "guard; on CPU set VLLM_CPU_KVCACHE_SPACE / cpu_kv_cache_gib to a "
@@ -269,14 +271,17 @@ class VLLMEngine(TextSide):
                what: str = "a prompt") -> int:
         """The new-token budget of one request: max_new_tokens when prompt + budget fits
         max_model_len; else, with `clip` (None: --vllm_clip_max_new_tokens), what fits (>= 1),
-        or a ConfigError naming the numbers (vLLM would otherwise stop the generation early)."""
+        or a SampleError naming the numbers (vLLM would otherwise stop the generation early):
+        that sample's error row, since what every first prompt needs was checked before any
+        engine started (latentmas_ray/run/lengths.py); what grows (a TextMAS chain) is the
+        sample's own."""
         clip = self.options.clip_max_new_tokens if clip is None else clip
         room = self.max_model_len - prompt_len
         if prompt_len + max_new_tokens <= self.max_model_len:
             return max_new_tokens
         if clip and room >= 1:
             return room
-        raise ConfigError(
+        raise SampleError(
             f"{what} of {prompt_len} positions + max_new_tokens {max_new_tokens} = "
             f"{prompt_len + max_new_tokens} exceeds the vLLM engine's max_model_len "
             f"{self.max_model_len}; raise --vllm_max_model_len"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+from latentmas_ray.errors import SampleError
 from latentmas_ray.spec.config import RunConfig
 from latentmas_ray.tasks.base import Sample
 from latentmas_ray.tasks.scoring import score_samples
@@ -33,6 +34,14 @@ def score_rows(samples: Sequence[Sample], results: Sequence, mode: str, method: 
     for code tasks). results: K per sample (K >= 1), sample-major, sample_index 0..K-1."""
     samples, results = list(samples), list(results)
     assert samples and len(results) % len(samples) == 0, (len(samples), len(results))
+    failed = [isinstance(r, SampleError) for r in results]
+    if any(failed):     # a streamed sample (K = 1) that raised a SampleError: its error row
+        assert len(results) == len(samples), "a SampleError stands for one completion (K = 1)"
+        ok = [i for i, f in enumerate(failed) if not f]
+        good = iter(score_rows([samples[i] for i in ok], [results[i] for i in ok], mode, method,
+                               workers, sandbox_level) if ok else [])
+        return [error_row(s, method, str(r)) if f else next(good)
+                for s, r, f in zip(samples, results, failed)]
     k = len(results) // len(samples)
     per_row = [s for s in samples for _ in range(k)]                  # each sample K times
     assert ([(s.id, i % k) for i, s in enumerate(per_row)]

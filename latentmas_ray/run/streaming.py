@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Sequence
 
+from latentmas_ray.errors import SampleError
 from latentmas_ray.spec.config import RunConfig
 from latentmas_ray.run.rows import rows_for
 
@@ -50,9 +51,14 @@ class StreamEvaluator:
         return max(WINDOW_PER_SLOT * self.vllm.max_num_seqs, 1)
 
     async def generate(self, sample):
+        """The sample's SampleResult, or the SampleError it raised (e.g. a TextMAS chain that
+        outgrew max_model_len): `score_rows` makes that its error row, the run goes on."""
         assert self.sample_fn is not None, f"{self.cfg.method.method} runs as the hybrid"
-        return await self.sample_fn(self.vllm, sample, self.cfg.method, self.cfg.seed,
-                                    prompts=self.prompts)
+        try:
+            return await self.sample_fn(self.vllm, sample, self.cfg.method, self.cfg.seed,
+                                        prompts=self.prompts)
+        except SampleError as e:
+            return e
 
     @property
     def k(self) -> int:

@@ -130,6 +130,11 @@ class ExecutionConfig:
     ready_timeout: float = field(default=1800.0, metadata=flag(
         "seconds a replica may take to load its model, or to come back after a crash "
         "(default 1800)"))
+    # 120 s: a long-context batch on a slow GPU can take a minute; a hang is minutes of nothing
+    batch_timeout: float = field(default=120.0, metadata=flag(
+        "least seconds a batch may run on a replica before the replica counts as hung (killed, "
+        "replaced, its batches sent elsewhere); the deadline is the larger of this and 5x the "
+        "slowest recent batch of its size (default 120)"))
     max_restarts: int = field(default=3, metadata=flag("restarts of a crashed replica (default 3)"))
     placement: Literal["colocated", "disaggregated"] = field(default="colocated", metadata=flag(
         "--ray LatentMAS: colocated (default: one actor runs all agents of a batch) or "
@@ -173,6 +178,7 @@ class ExecutionConfig:
         _check(self.sandbox_level in SANDBOX_LEVELS,
                f"unknown --sandbox_level {self.sandbox_level!r}; use strict, standard or rlimits-only")
         _check(self.ready_timeout > 0, f"--ready_timeout must be > 0, got {self.ready_timeout}")
+        _check(self.batch_timeout > 0, f"--batch_timeout must be > 0, got {self.batch_timeout}")
         _check(self.max_restarts >= 0, f"--max_restarts must be >= 0, got {self.max_restarts}")
         _check(self.placement in PLACEMENTS,
                f"unknown --placement {self.placement!r}; use colocated or disaggregated")

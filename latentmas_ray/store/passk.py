@@ -133,3 +133,53 @@ def completion_scores(rows: Sequence[dict[str, Any]], *, resamples: int = RESAMP
                      "ci95": list(bootstrap_ci(v, resamples=resamples, seed=seed))}
             for k, v in scores[name].items()}
     return out
+
+
+class CompletionTally:
+    """`completion_scores` fed table by table (batches of samples.parquet, whose rows are in
+    the task's order: a question's K rows together, by sample_index), so a run of a million
+    questions x K never becomes Python rows at once: memory is a few floats per question."""
+
+    def __init__(self, k: int):
+        from array import array
+
+        self.k, self.ks = k, ks_for(k)
+        self.values = {(name, kk): array("d") for name in ("pass", "maj") for kk in self.ks}
+        self.questions = self.incomplete = self.longest = 0
+        self.group: list[dict[str, Any]] = []
+
+    def add(self, table) -> None:
+        """A table with the COMPLETION columns (id, sample_index, correct, extracted, error)."""
+        for r in table.to_pylist():
+            if self.group and r["id"] != self.group[0]["id"]:
+                self._close()
+            self.group.append(r)
+
+    def _close(self) -> None:
+        g, self.group = sorted(self.group, key=lambda r: r.get("sample_index") or 0), []
+        self.longest = max(self.longest, len(g))
+        if len(g) != self.k:
+            self.incomplete += 1
+            return
+        self.questions += 1
+        c = sum(bool(r["correct"]) for r in g)
+        for kk in self.ks:
+            self.values["pass", kk].append(pass_at_k(self.k, c, kk))
+            self.values["maj", kk].append(float(maj_at_k(g, kk)))
+
+    def result(self, *, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any] | None:
+        """The same section as `completion_scores`; None when no question has all K rows
+        (then K is not the most any question has: ask `completion_scores`)."""
+        if self.group:
+            self._close()
+        if self.k <= 1 or self.longest != self.k:
+            return None
+        out: dict[str, Any] = {"completions_per_question": self.k, "questions": self.questions,
+                               "questions_incomplete": self.incomplete}
+        for name in ("pass", "maj"):
+            out[f"{name}_at_k"] = {
+                str(kk): {"value": float(np.mean(self.values[name, kk])),
+                          "ci95": list(bootstrap_ci(self.values[name, kk], resamples=resamples,
+                                                    seed=seed))}
+                for kk in self.ks}
+        return out

@@ -54,3 +54,8 @@ def conform_column(table: pa.Table, name: str) -> pa.ChunkedArray:
     if name not in table.column_names:
         return pa.chunked_array([pa.nulls(table.num_rows, field.type)], field.type)
     return table.column(name).cast(field.type)
+
+
+def conform_columns(table: pa.Table, names: list[str]) -> pa.Table:
+    """`names` of SCHEMA from `table` (a column it lacks: nulls), in that order."""
+    return pa.table({n: conform_column(table, n) for n in names})
