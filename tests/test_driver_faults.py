@@ -218,6 +218,7 @@ def all_rows_once(store, n: int) -> None:
         assert [{k: a[k] for k in w["agents"][0]} for a in r["agents"]] == w["agents"]
 
 
+@pytest.mark.ray
 def test_a_load_failure_on_one_seat_does_not_stop_the_run(head_only, tmp_path):
     # 0.3 s per batch, 40 batches: long enough for the seat's second try to load and work
     store, events, log = drive(tmp_path, lambda cfg: StandInFactory(cfg, 0.3, load_fail={0}),
@@ -230,6 +231,7 @@ def test_a_load_failure_on_one_seat_does_not_stop_the_run(head_only, tmp_path):
     assert any(kind == "replica_up" and info["replica"] >= 2 for kind, info in events), log
 
 
+@pytest.mark.ray
 def test_no_seat_can_load_is_one_line_naming_every_seat(head_only, tmp_path):
     from latentmas_ray.errors import LatentMASError
 
@@ -241,6 +243,7 @@ def test_no_seat_can_load_is_one_line_naming_every_seat(head_only, tmp_path):
     assert "seat 1: OSError: stand-in replica" in msg
 
 
+@pytest.mark.ray
 def test_a_hung_replica_is_replaced_and_its_batches_run_once_elsewhere(head_only, tmp_path):
     """Replica 0's process is SIGSTOPped mid-run (it neither answers nor dies): past the batch
     deadline it is killed and replaced, its batches requeued once, every sample written
@@ -309,6 +312,7 @@ def session_processes(sid: int) -> list[int]:
     return out
 
 
+@pytest.mark.ray
 def test_sigterm_stops_the_driver_cleanly_and_a_rerun_resumes(tmp_path):
     """SIGTERM (what `ray job stop` sends) to a driver mid-run: it exits within 10 s, leaves no
     process of its own (its local Ray included), summary.json says "stopped" with exactly the

@@ -31,7 +31,8 @@ def test_a_folder_written_by_older_code_resumes_and_records_its_identity(tmp_pat
     folder = tmp_path / "old"
     shutil.copytree(OLD, folder)
     assert "identity" not in json.loads((folder / "config.json").read_text())
-    cfg = cfg_for(output=str(folder))
+    # the folder's own settings: 958bd70's defaults (latent_steps 0 then; 20 since issue 25)
+    cfg = cfg_for(output=str(folder), method=MethodConfig(method="baseline", latent_steps=0))
     task = load_task("arc_easy", max_samples=4)
     store = RunStore(folder)
     store.open(cfg.to_dict(), identity=run_identity(cfg, task, {}))

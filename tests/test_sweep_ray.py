@@ -79,6 +79,7 @@ def alone(model_dir: str, run_folder: Path) -> dict[str, dict]:
     return {r["id"]: comparable(r) for r in rows}
 
 
+@pytest.mark.ray
 def test_sweep_on_two_replicas_loads_once_each(cluster, model_dir, tmp_path):
     import jobs.sweep as js
     from jobs.sweep import build_parser, run_from_args
@@ -116,6 +117,7 @@ def test_sweep_on_two_replicas_loads_once_each(cluster, model_dir, tmp_path):
     assert all(p["done"] == p["total"] == N for p in progress["points"].values())
 
 
+@pytest.mark.ray
 def test_killed_sweep_driver_resumes_every_point(cluster, model_dir, tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
