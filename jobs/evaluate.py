@@ -86,7 +86,8 @@ def evaluate(cfg: RunConfig, console) -> int:
     check_before_start(cfg)
 
     from latentmas_ray.run.lengths import check_lengths
-    from latentmas_ray.store.run_store import RunStore, run_id
+    from latentmas_ray.spec.identity import run_id
+    from latentmas_ray.store.run_store import RunStore
 
     for sk in task.skipped:
         console.print(f"[yellow]skipped[/] {sk.path}:{sk.line}: {sk.reason}", highlight=False)

@@ -115,7 +115,7 @@ def prepare(base: RunConfig, axes, runs_dir: str | None, console):
     from latentmas_ray.prompts import load_prompt_file
     from latentmas_ray.spec.grid import expand, grid_id
     from latentmas_ray.spec.models import check_agent_models, resolve_model
-    from latentmas_ray.store.run_store import run_id
+    from latentmas_ray.spec.identity import run_id
     from latentmas_ray.tasks.registry import load_task
 
     points = expand(base, axes, run_id)

@@ -112,7 +112,7 @@ def test_builtin_topology_files_give_the_builtin_run(tiny_engine, tmp_path, meth
 
 
 def test_the_agents_are_part_of_the_run_id(tmp_path):
-    from latentmas_ray.store.run_store import comparable_config, run_id
+    from latentmas_ray.spec.identity import comparable_config, run_id
 
     plain = RunConfig().to_dict()
     assert "agents" not in comparable_config(plain)["method"]     # old run folders resume

@@ -9,7 +9,7 @@ import pytest
 
 from latentmas_ray.cli import main
 from latentmas_ray.spec.flags import build_run_config
-from latentmas_ray.store.run_store import run_id
+from latentmas_ray.spec.identity import run_id
 from latentmas_ray.cli import build_parser
 
 

@@ -24,7 +24,8 @@ from latentmas_ray.run.rows import error_rows, score_rows
 from latentmas_ray.methods import get_method
 from latentmas_ray.store.passk import (completion_scores, ks_for, maj_at_k, majority_vote, pass_at_k)
 from latentmas_ray.spec.seeding import completion_seed, sample_seed
-from latentmas_ray.store.run_store import RunStore, run_id, summarize
+from latentmas_ray.spec.identity import run_id
+from latentmas_ray.store.run_store import RunStore, summarize
 from latentmas_ray.tasks.base import Sample
 
 SAMPLES = [

@@ -17,7 +17,8 @@ from latentmas_ray.errors import ConfigError
 from latentmas_ray.report.selection import PointRows, select, split_ids
 from latentmas_ray.spec.config import MethodConfig, ModelConfig, RunConfig
 from latentmas_ray.spec.grid import expand, parse_grid
-from latentmas_ray.store.run_store import RunStore, run_id
+from latentmas_ray.spec.identity import run_id
+from latentmas_ray.store.run_store import RunStore
 
 N = 6
 TIMING = {"seconds"}

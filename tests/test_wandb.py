@@ -17,7 +17,8 @@ import pytest
 from latentmas_ray.cli import main
 from latentmas_ray.spec.flags import build_run_config
 from latentmas_ray.cli import build_parser
-from latentmas_ray.store.run_store import RunStore, run_id
+from latentmas_ray.spec.identity import run_id
+from latentmas_ray.store.run_store import RunStore
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402

@@ -28,14 +28,14 @@ from latentmas_ray.errors import ConfigError, DataError
 from latentmas_ray.store.schema import (SCHEMA, columns_in, conform, conform_column,
                                         conform_columns)
 from latentmas_ray.store.summary import COMPLETION_COLUMNS, Totals, completion_scores, summarize
-from latentmas_ray.spec.identity import (RESUMABLE_FIELDS, comparable_config, identity_changes,
-                                         run_id)
+from latentmas_ray.spec.identity import RESUMABLE_FIELDS, comparable_config, identity_changes
 
 # parts are gathered into row groups of samples.parquet of about this size: few groups (the
 # writer keeps each one's metadata until it closes), little memory (rows carry token ids)
 ROW_GROUP_BYTES = 32 << 20
 
-__all__ = ["RunStore", "SCHEMA", "comparable_config", "run_id", "summarize"]
+__all__ = ["RunStore", "SCHEMA", "summarize"]
+
 
 class RunStore:
     def __init__(self, folder: str | Path):
