@@ -15,7 +15,7 @@ from actors.common import local_model_path, quiet_progress_bars, where
 class SweepReplica:
     """Plain class (tested without Ray); `remote_form(SweepReplica)` is its actor."""
 
-    def __init__(self, cfg: dict[str, Any], points: dict[str, dict[str, Any]],
+    def __init__(self, cfg, points: dict[str, dict[str, Any]],
                  model_path: str | None, prompts: dict[str, str] | None,
                  torch_threads: int | None = None):
         import torch
@@ -27,7 +27,7 @@ class SweepReplica:
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         quiet_progress_bars()
-        base = RunConfig.from_dict(cfg)
+        base = cfg              # the typed RunConfig (it pickles), as every replica actor takes
         path = local_model_path(base, model_path)
         self.model_path = str(path)
         engine = HFEngine.load(base.model, self.model_path)       # the one load

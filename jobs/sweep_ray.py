@@ -37,7 +37,7 @@ class SweepFactory(HFFactory):
         from actors.sweep_actor import SweepReplica
 
         actor = remote_form(SweepReplica).options(**self.actor_options(pg, 0)).remote(
-            self.cfg_dict, self.points, self.model_path, self.prompts, self.actor_threads)
+            self.cfg, self.points, self.model_path, self.prompts, self.actor_threads)
         return ActorGroup({"hf": actor}, actor.ready.remote, actor.run_points.remote,
                           actor.run_points.remote)
 

@@ -101,6 +101,7 @@ def test_a_sample_error_is_split_off_at_once_and_never_strikes_the_replica():
 
 
 def test_a_stop_signal_is_a_request_while_a_loop_listens_else_an_interrupt():
+    before = signal.getsignal(signal.SIGTERM)   # SIG_DFL, or a handler an earlier ray.init left
     stop = StopSignal()
     with stop.installed():
         with stop.listen():
@@ -117,7 +118,7 @@ def test_a_stop_signal_is_a_request_while_a_loop_listens_else_an_interrupt():
         with third.listen():
             os.kill(os.getpid(), signal.SIGTERM)
         assert third.requested == "SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) == before      # each installed() restores it
 
 
 def test_replica_states_in_the_progress_line():
