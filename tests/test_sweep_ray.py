@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -24,24 +23,13 @@ from latentmas_ray.run.batch import Evaluator  # noqa: E402
 from latentmas_ray.spec.config import RunConfig  # noqa: E402
 from latentmas_ray.store.run_store import RunStore  # noqa: E402
 from latentmas_ray.tasks.registry import load_task  # noqa: E402
+from test_ray_driver import comparable, part_ids  # noqa: E402 (rows without timings; ids in parts)
 from tiny_model import build_tiny_model_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N = 6
-TIMING = {"seconds"}
 GRID = ["--grid", "method=baseline,latent_mas", "--grid", "latent_steps=1,2",
         "--grid", "latent_space_realign=false,true"]
-
-
-def comparable(row: dict) -> dict:
-    out = {k: v for k, v in row.items() if k not in TIMING}
-    out["agents"] = [{k: v for k, v in a.items() if k not in TIMING} for a in row["agents"] or []]
-    return out
-
-
-def part_ids(folder: Path) -> list[str]:
-    return [i for f in sorted((folder / "parts").glob("part-*.parquet"))
-            for i in pq.read_table(f).column("id").to_pylist()]
 
 
 def sweep_args(model_dir: str, out: Path, address: str) -> list[str]:

@@ -35,6 +35,20 @@ def _own_cgroups() -> dict[str, str]:
     return own
 
 
+def _group_has(parent: str, knobs: tuple[str, ...], what: str, notes: list[str]) -> bool | None:
+    """Create and remove a probe group under `parent`: whether it has every knob, or None (with
+    a note) when no group can be created there."""
+    test = os.path.join(parent, f"lmr-sbx-probe-{os.getpid()}")
+    try:
+        os.mkdir(test)
+        ok = all(os.path.exists(os.path.join(test, k)) for k in knobs)
+        os.rmdir(test)
+    except OSError as e:
+        notes.append(f"{what}: cannot create a group under {parent} ({e.strerror})")
+        return None
+    return ok
+
+
 def probe_cgroups(notes: list[str]) -> tuple[tuple[str, str], ...]:
     """cgroup v1 pids and memory parents we can create groups in (root only), nested under our
     own group so the container's accounting still covers the sandboxes."""
@@ -49,13 +63,8 @@ def probe_cgroups(notes: list[str]) -> tuple[tuple[str, str], ...]:
         parent = os.path.join(mount, own.get(ctrl, "/").lstrip("/"))
         if not os.path.isdir(parent):
             parent = mount
-        test = os.path.join(parent, f"lmr-sbx-probe-{os.getpid()}")
-        try:
-            os.mkdir(test)
-            ok = os.path.exists(os.path.join(test, knob))
-            os.rmdir(test)
-        except OSError as e:
-            notes.append(f"cgroup {ctrl}: cannot create a group under {parent} ({e.strerror})")
+        ok = _group_has(parent, (knob,), f"cgroup {ctrl}", notes)
+        if ok is None:
             continue
         if ok:
             _sweep_stale_cgroups(parent)
@@ -97,13 +106,8 @@ def probe_v2(notes: list[str], mounts: Sequence[str] | None = None, own: str | N
                 f.write("+memory +pids")
         except OSError:
             pass   # already on, or not ours to turn on: the test group below tells
-        test = os.path.join(parent, f"lmr-sbx-probe-{os.getpid()}")
-        try:
-            os.mkdir(test)
-            ok = all(os.path.exists(os.path.join(test, k)) for k in ("memory.max", "pids.max"))
-            os.rmdir(test)
-        except OSError as e:
-            notes.append(f"cgroup v2: cannot create a group under {parent} ({e.strerror})")
+        ok = _group_has(parent, ("memory.max", "pids.max"), "cgroup v2", notes)
+        if ok is None:
             continue
         if ok:
             _sweep_stale_cgroups(parent)
