@@ -55,7 +55,8 @@ class StandInReplica:
 
 def row(sample) -> dict[str, Any]:
     """A well-formed store row, correct, with one agent of a few tokens."""
-    return {"id": sample.id, "task": sample.task, "method": "baseline",
+    return {"id": sample.id, "position": sample.position if sample.position >= 0 else None,
+            "task": sample.task, "method": "baseline",
             "prediction": str(sample.gold), "gold": sample.gold, "correct": True,
             "extracted": str(sample.gold), "error": None, "prompt_tokens": 10,
             "generated_tokens": 1, "latent_steps": 0, "seconds": 0.0,

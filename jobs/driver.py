@@ -32,8 +32,10 @@
    - a load failure is its seat's (jobs/fleet.py): the run goes on while a replica is up.
 4. A stop signal (jobs/stop.py) ends the loop within a second: nothing more is submitted,
    the engines are closed in parallel, the autoscaler request is withdrawn.
-Memory: per-sample state only for pending and in-flight work; the counts of earlier sessions
-are read from two store columns.
+Memory: nothing per sample. The task stays on disk (tasks/sample_file.py: 8 bytes of offset a
+sample), batches are read from it as they are handed out, completions are counted, and the
+counts of earlier sessions are read from two store columns; bench/bench_scale.py measures the
+driver's peak memory at 1M samples against 50k.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from jobs.scheduler import Scheduler
 from jobs.deadlines import Deadlines
 from jobs.stop import NO_STOP, STOP_CLOSE_S, StopSignal
 from latentmas_ray.spec.identity import precision_identity
+from latentmas_ray.tasks.sample_file import remaining
 from latentmas_ray.errors import (ConfigError, LatentMASError, ReplicaFault, SampleError, Stopped,
                                   typed_cause)
 
@@ -117,9 +120,7 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    done = store.done_ids()
-    pending = [s for s in loaded_task.samples if s.id not in done]
-    del done
+    pending = remaining(loaded_task.samples, store.done_ids())   # read on demand, by batch
     if not pending:
         return 0.0
     emit: Event = on_event or (lambda kind, info: None)
@@ -136,7 +137,7 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
         store.check_identity(precision_identity(cfg.model.device, cfg.model.dtype,
                                                 gpu=factory.gpus > 0))
         bundles = factory.bundles()
-        code = any(s.kind == "code" for s in pending)
+        code = pending[0].kind == "code"        # one task: one kind
         if ex.autoscale:        # the nodes alive now say nothing: ask for what the run needs
             ask_autoscaler(bundles * ex.replicas + ([{"CPU": 1.0, ex.scoring_resource: 1.0}]
                                                     if code and ex.scoring_resource != "any" else []))

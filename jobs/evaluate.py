@@ -131,10 +131,11 @@ def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop,
     those of the rows on disk; `sandbox`: what the code sandbox enforces (code tasks)."""
     from latentmas_ray.run.in_process import run_in_process
     from latentmas_ray.run.observe import TABLE_COLUMNS, open_observer
+    from latentmas_ray.tasks.sample_file import remaining
 
     out = Path(cfg.output)
     done = store.done_ids()
-    pending = [s for s in task.samples if s.id not in done]
+    pending = remaining(task.samples, done)     # read on demand: the task stays on disk
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
                   f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
                   highlight=False)
@@ -158,8 +159,9 @@ def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop,
                                       n_done=len(task.samples) - len(pending),
                                       observer=observer)
             # streamed: neither step holds the run's table in memory
-            store.consolidate(order=[s.id for s in task.samples], read_back=False)
-            status = "complete" if len(store.done_ids()) >= len(task.samples) else "failed"
+            # the ids are read only for parts older than the `position` column
+            store.consolidate(order=(s.id for s in task.samples), read_back=False)
+            status = "complete" if store.complete_samples() >= len(task.samples) else "failed"
             summary = {**head, "status": status, **store.summary(wall)}
             store.write_summary(summary)
             observer.on_end(summary, store.columns(TABLE_COLUMNS, consolidated=True).to_pylist()

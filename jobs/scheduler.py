@@ -28,7 +28,10 @@ Life of a batch (a run of consecutive pending samples, at most `batch_size` of t
   run of failures and no success (a lone replica has nobody to be compared with); the driver
   replaces them. Split halves do not inherit a batch's failures, so one bad sample never
   strikes the replicas it failed on.
-- Memory: a finished batch drops its samples; a given-up sample's error is kept by id.
+- Memory: batches are cut from the pending samples as they are handed out (the samples may
+  be a lazily read SampleFile: tasks/sample_file.py), a finished batch drops its samples,
+  completions are counted, not remembered by id; a given-up sample's error is kept by id. A
+  million-sample run holds a few hundred bytes per batch made, nothing per sample.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Generic, Hashable, Iterable, Sequence, TypeVar
 S = TypeVar("S")  # a sample; anything with an `id` attribute
 
 
-@dataclass
+@dataclass(slots=True)
 class Batch(Generic[S]):
     key: int
     samples: list[S]
@@ -50,7 +53,7 @@ class Batch(Generic[S]):
     last_error: str = ""
     state: str = "queued"      # queued | generating | scoring | done | split | given_up
     ticket: "Ticket | None" = None
-    failed_on: set = field(default_factory=set)   # replicas where this batch raised
+    failed_on: frozenset = frozenset()   # replicas where this batch raised
 
 
 @dataclass(frozen=True)
@@ -72,27 +75,29 @@ class Replica:
 class Scheduler(Generic[S]):
     def __init__(self, samples: Sequence[S], batch_size: int, *, max_in_flight: int = 2,
                  max_attempts: int = 2, max_losses: int = 4, done_ids: Iterable[str] = ()):
+        """samples: the pending ones, in order; a list is checked for repeated ids here (a
+        loaded task's ids were checked by load_task) and `done_ids` are left out of it."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         done = set(done_ids)
-        todo = [s for s in samples if s.id not in done]
-        ids = [s.id for s in todo]
-        if len(set(ids)) != len(ids):
-            raise ValueError("sample ids are not unique")
+        if done or isinstance(samples, list):
+            samples = [s for s in samples if s.id not in done]
+            ids = [s.id for s in samples]
+            if len(set(ids)) != len(ids):
+                raise ValueError("sample ids are not unique")
         self.max_in_flight = max_in_flight
         self.max_attempts = max(1, max_attempts)
         self.max_losses = max(1, max_losses)
         self._keys = itertools.count()
         self._serials = itertools.count()
         self.batches: dict[int, Batch[S]] = {}
-        self.queue: deque[int] = deque()
-        for i in range(0, len(todo), batch_size):
-            self._enqueue(self._new_batch(todo[i:i + batch_size]))
+        self.queue: deque[int] = deque()        # batches made and queued (requeued, split)
+        self._todo, self._next, self.batch_size = samples, 0, batch_size   # not cut yet
         self.replicas: dict[Hashable, Replica] = {}
-        self.total = len(todo)
-        self.completed_ids: set[str] = set()     # accepted by complete() or given up
+        self.total = len(samples)
+        self.completed = 0                       # accepted by complete() or given up
         self.given_up_ids: set[str] = set()
         self.given_up_errors: dict[str, str] = {}
 
@@ -144,12 +149,12 @@ class Scheduler(Generic[S]):
             return out
         for depth in range(self.max_in_flight):
             for rid in sorted(live, key=lambda r: self.in_flight(r)):
-                if not self.queue:
+                if not self.queued():
                     return out
                 if self.in_flight(rid) > depth:
                     continue
                 # A second (third...) slot only while every live replica can still get work.
-                if self.in_flight(rid) >= 1 and len(self.queue) < len(live):
+                if self.in_flight(rid) >= 1 and self.queued() < len(live):
                     continue
                 b = self.batches[self._take_for(rid, live)]
                 t = Ticket(b.key, next(self._serials), rid)
@@ -158,14 +163,27 @@ class Scheduler(Generic[S]):
                 out.append((t, list(b.samples)))
         return out
 
+    def queued(self) -> int:
+        """Batches waiting for a replica: those queued, and those not cut from the pending
+        samples yet."""
+        return len(self.queue) + -(-(len(self._todo) - self._next) // self.batch_size)
+
     def _take_for(self, rid: Hashable, live: list[Hashable]) -> int:
         """The first queued batch (of the next few) that has not failed on `rid`; the front one
-        when all of those have, unless another live replica could take it later."""
+        when all of those have, unless another live replica could take it later. Batches not
+        cut yet come after the queued ones and have failed nowhere."""
         for i, key in enumerate(itertools.islice(self.queue, 8)):
             if rid not in self.batches[key].failed_on:
                 del self.queue[i]
                 return key
+        if len(self.queue) < 8 and self._next < len(self._todo):
+            return self._cut().key
         return self.queue.popleft()
+
+    def _cut(self) -> Batch[S]:
+        """The next batch of pending samples (read now: a lazily read task stays on disk)."""
+        start, self._next = self._next, min(self._next + self.batch_size, len(self._todo))
+        return self._new_batch(self._todo[start:self._next])
 
     def unhealthy(self, strikes: int = 3, in_a_row: int = 8) -> list[Hashable]:
         """Live replicas that look broken (see the module's doc)."""
@@ -183,7 +201,7 @@ class Scheduler(Generic[S]):
         for other in b.failed_on - {rid}:
             if other in self.replicas:
                 self.replicas[other].strikes += 1
-        b.failed_on = set()
+        b.failed_on = frozenset()
 
     # ----- outcomes -------------------------------------------------------------------------
     def _current(self, t: Ticket, *states: str) -> Batch[S] | None:
@@ -217,9 +235,7 @@ class Scheduler(Generic[S]):
             return False
         if b.state == "generating":
             self.generated(t)
-        ids = {s.id for s in b.samples}
-        assert not ids & self.completed_ids, "a sample would be completed twice"
-        self.completed_ids |= ids
+        self.completed += len(b.samples)     # once: the batch is done, its ticket spent
         b.state, b.ticket, b.samples = "done", None, []
         return True
 
@@ -236,7 +252,7 @@ class Scheduler(Generic[S]):
         if lost:
             return self._lose(b, error)
         if not deterministic:      # the sample's fault says nothing about the replica
-            b.failed_on.add(t.replica)
+            b.failed_on = b.failed_on | {t.replica}
             if t.replica in self.replicas:
                 self.replicas[t.replica].fails_in_a_row += 1
         b.errors = self.max_attempts if deterministic else b.errors + 1
@@ -266,8 +282,7 @@ class Scheduler(Generic[S]):
             return []
         b.state, b.ticket = "given_up", None
         ids = {s.id for s in b.samples}
-        assert not ids & self.completed_ids
-        self.completed_ids |= ids
+        self.completed += len(ids)
         self.given_up_ids |= ids
         self.given_up_errors.update(dict.fromkeys(ids, b.last_error))
         samples, b.samples = list(b.samples), []
@@ -276,19 +291,21 @@ class Scheduler(Generic[S]):
     # ----- state ----------------------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return len(self.completed_ids) == self.total
+        return self.completed == self.total
 
     @property
     def remaining(self) -> int:
-        return self.total - len(self.completed_ids)
+        return self.total - self.completed
 
     def error_of(self, sample_id: str) -> str:
         return self.given_up_errors.get(sample_id, "")
 
     def check(self) -> None:
-        """Invariant: every pending sample is in exactly one live (queued / running) batch."""
+        """Invariant: every pending sample is in exactly one live (queued / running) batch, or
+        not cut into a batch yet; with the finished ones they are all the samples."""
         live = [s.id for b in self.batches.values()
                 if b.state in ("queued", "generating", "scoring") for s in b.samples]
         assert len(live) == len(set(live)), "a sample is in two live batches"
-        assert not set(live) & self.completed_ids, "a finished sample is still live"
-        assert len(live) + len(self.completed_ids) == self.total, "a sample went missing"
+        assert not set(live) & self.given_up_ids, "a given-up sample is still live"
+        uncut = len(self._todo) - self._next
+        assert len(live) + uncut + self.completed == self.total, "a sample went missing"

@@ -203,7 +203,7 @@ class LatentRole:
     def _step(self, incoming, payload: str) -> dict[str, Any]:
         e, mcfg = self.engine, self.cfg.method
         embeds = None
-        if isinstance(incoming, (list, tuple)):                 # the first role: a fresh memory
+        if isinstance(incoming, Sequence):                      # the first role: a fresh memory
             samples = list(incoming)
             kv = e.new_memory(len(samples))
             traces: list[list] = [[] for _ in samples]

@@ -54,7 +54,7 @@ def score_rows(samples: Sequence[Sample], results: Sequence, mode: str, method: 
 def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
     row = {
         "id": sample.id, "sample_index": getattr(result, "sample_index", 0),
-        "task": sample.task, "method": method,
+        "position": _position(sample), "task": sample.task, "method": method,
         "prediction": result.prediction,
         "gold": sample.gold if sample.kind != "code" else None,
         "correct": bool(score.correct), "extracted": score.extracted, "error": score.error,
@@ -75,10 +75,18 @@ def result_row(sample: Sample, result, score, method: str) -> dict[str, Any]:
     return row
 
 
+def _position(sample: Sample) -> int | None:
+    """The sample's place in its task (store/run_store.py orders rows by it); None when the
+    sample was made by hand rather than loaded."""
+    position = getattr(sample, "position", -1)
+    return position if position >= 0 else None
+
+
 def error_row(sample: Sample, method: str, error: str, sample_index: int = 0) -> dict[str, Any]:
     """The store row of a sample that could not be evaluated (a recorded error, not a crash)."""
     return {
-        "id": sample.id, "sample_index": sample_index, "task": sample.task, "method": method, "prediction": "",
+        "id": sample.id, "sample_index": sample_index, "position": _position(sample),
+        "task": sample.task, "method": method, "prediction": "",
         "gold": sample.gold if sample.kind != "code" else None, "correct": False,
         "extracted": None, "error": f"not evaluated: {error}"[:2000],
         "prompt_tokens": 0, "generated_tokens": 0, "latent_steps": 0, "seconds": 0.0,

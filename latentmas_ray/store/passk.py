@@ -22,6 +22,7 @@ accuracy intervals. Deterministic for a given seed.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -80,11 +81,29 @@ def bootstrap_ci(values: Sequence[float], *, resamples: int = RESAMPLES, level: 
     x = np.asarray(values, dtype=float)
     assert x.size > 0, "bootstrap of an empty sample"
     distinct, counts = np.unique(x, return_counts=True)
-    draws = np.random.default_rng(seed).multinomial(x.size, counts / x.size, size=resamples)
-    means = draws @ distinct / x.size
+    return bootstrap_counts_ci(distinct, counts, resamples=resamples, level=level, seed=seed)
+
+
+def bootstrap_counts_ci(distinct: np.ndarray, counts: np.ndarray, *, resamples: int = RESAMPLES,
+                        level: float = LEVEL, seed: int = SEED) -> tuple[float, float]:
+    """`bootstrap_ci` of values given as sorted distinct values and how often each occurs."""
+    n = int(counts.sum())
+    draws = np.random.default_rng(seed).multinomial(n, counts / n, size=resamples)
+    means = draws @ distinct / n
     tail = (1 - level) / 2
     lo, hi = np.quantile(means, [tail, 1 - tail])
     return float(lo), float(hi)
+
+
+def scored(counts: dict[float, int], *, resamples: int = RESAMPLES, seed: int = SEED
+           ) -> dict[str, Any]:
+    """{"value": mean, "ci95": [lo, hi]} of per-question values held as {value: questions}
+    (pass@k of K completions takes at most K + 1 values, maj@k two: memory stays a few
+    numbers however many questions)."""
+    distinct = np.array(sorted(counts), dtype=float)
+    weights = np.array([counts[v] for v in sorted(counts)], dtype=np.int64)
+    return {"value": float(distinct @ weights / weights.sum()),
+            "ci95": list(bootstrap_counts_ci(distinct, weights, resamples=resamples, seed=seed))}
 
 
 def by_question(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -128,23 +147,20 @@ def completion_scores(rows: Sequence[dict[str, Any]], *, resamples: int = RESAMP
                            "questions": len(scores["pass"][1]),
                            "questions_incomplete": sum(1 for g in groups.values() if len(g) < n)}
     for name in ("pass", "maj"):
-        out[f"{name}_at_k"] = {
-            str(k): {"value": float(np.mean(v)),
-                     "ci95": list(bootstrap_ci(v, resamples=resamples, seed=seed))}
-            for k, v in scores[name].items()}
+        out[f"{name}_at_k"] = {str(k): scored(Counter(v), resamples=resamples, seed=seed)
+                               for k, v in scores[name].items()}
     return out
 
 
 class CompletionTally:
     """`completion_scores` fed table by table (batches of samples.parquet, whose rows are in
     the task's order: a question's K rows together, by sample_index), so a run of a million
-    questions x K never becomes Python rows at once: memory is a few floats per question."""
+    questions x K never becomes Python rows at once: memory is a few counts per k, however
+    many questions (each question's value is counted, see `scored`)."""
 
     def __init__(self, k: int):
-        from array import array
-
         self.k, self.ks = k, ks_for(k)
-        self.values = {(name, kk): array("d") for name in ("pass", "maj") for kk in self.ks}
+        self.values = {(name, kk): Counter() for name in ("pass", "maj") for kk in self.ks}
         self.questions = self.incomplete = self.longest = 0
         self.group: list[dict[str, Any]] = []
 
@@ -164,8 +180,8 @@ class CompletionTally:
         self.questions += 1
         c = sum(bool(r["correct"]) for r in g)
         for kk in self.ks:
-            self.values["pass", kk].append(pass_at_k(self.k, c, kk))
-            self.values["maj", kk].append(float(maj_at_k(g, kk)))
+            self.values["pass", kk][pass_at_k(self.k, c, kk)] += 1
+            self.values["maj", kk][float(maj_at_k(g, kk))] += 1
 
     def result(self, *, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any] | None:
         """The same section as `completion_scores`; None when no question has all K rows
@@ -177,9 +193,7 @@ class CompletionTally:
         out: dict[str, Any] = {"completions_per_question": self.k, "questions": self.questions,
                                "questions_incomplete": self.incomplete}
         for name in ("pass", "maj"):
-            out[f"{name}_at_k"] = {
-                str(kk): {"value": float(np.mean(self.values[name, kk])),
-                          "ci95": list(bootstrap_ci(self.values[name, kk], resamples=resamples,
-                                                    seed=seed))}
-                for kk in self.ks}
+            out[f"{name}_at_k"] = {str(kk): scored(self.values[name, kk], resamples=resamples,
+                                                   seed=seed)
+                                   for kk in self.ks}
         return out

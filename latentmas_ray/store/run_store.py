@@ -185,6 +185,22 @@ class RunStore:
         return {sid for sid, n in zip(have.column("id").to_pylist(),
                                       have.column("j_count_distinct").to_pylist()) if n >= k}
 
+    def complete_samples(self) -> int:
+        """How many samples have all K completions stored. After `consolidate` it streams
+        samples.parquet (rows of a sample together) a batch of ids at a time: no set of the
+        run's ids; before it, `done_ids`."""
+        merged = self.dir / "samples.parquet"
+        if not merged.exists():
+            return len(self.done_ids())
+        k, complete, current, rows = self.completions(), 0, None, 0
+        for batch in pq.ParquetFile(merged).iter_batches(batch_size=65536, columns=["id"]):
+            for sid in batch.column(0).to_pylist():
+                if sid != current:
+                    complete += rows >= k
+                    current, rows = sid, 0
+                rows += 1
+        return complete + (rows >= k)
+
     def counts(self) -> tuple[int, int]:
         """(finished samples, correct ones), read from two columns only."""
         ids, correct = self._column("id"), self._column("correct")
@@ -196,41 +212,89 @@ class RunStore:
 
     def consolidate(self, order: Iterable[str] | None = None, *,
                     read_back: bool = True) -> pa.Table | None:
-        """Rewrite samples.parquet from the parts, in `order` (the task's sample order), rows of
-        a sample by sample_index.
+        """Rewrite samples.parquet from the parts, in the task's order (rows of a sample by
+        sample_index).
 
-        Streams, whatever K: one pass reads the id and sample_index columns of every part
-        (each file opened once) and places them in `order` with ONE hash lookup; a second
-        pass reads each part whole, reorders it and appends it to the writer, so memory holds
-        one part plus the id columns however long the run. Parts hold runs of consecutive
-        samples, so sorting the parts by their first sample gives the task's order; only when
-        it does not (parts whose samples interleave, a completion written twice) is the whole
-        table sorted in memory. Returns the table when `read_back` (a run's end passes False
-        and reads it with the streaming `summary()`)."""
+        Streams, whatever K and however long the run: a first pass reads two small columns
+        of every part (each file opened once) and keeps only each part's first and last
+        place; a second pass reads each part whole, sorts it and appends it to the writer, so
+        memory holds one part plus a few numbers per part. The place of a row is its
+        `position` column (the sample's place in the task, written with every row since
+        round 3); parts of older versions have none, and are placed by their ids in `order`
+        (the task's ids) with ONE hash lookup. Parts hold runs of consecutive samples, so
+        sorting the parts by their first sample gives the task's order; only when it does not
+        (parts whose samples interleave, a completion written twice) is the whole table
+        sorted in memory. Returns the table when `read_back` (a run's end passes False and
+        reads it with the streaming `summary()`)."""
         files = self.part_files()
         if not files:
             return self.read() if read_back else None
-        plan = self._plan(files, order)
+        plan = self._plan_by_position(files)
+        if plan is None:
+            plan = self._plan(files, order)
         if plan is None:
             self._consolidate_in_memory(order)
         else:
-            with atomic_open(self.dir / "samples.parquet", "wb") as out:
-                with pq.ParquetWriter(out, SCHEMA) as writer:
-                    held: list[pa.Table] = []       # parts gathered into one row group: the
-                    size = 0                        # writer keeps every group's metadata
-                    for i, (f, idx) in enumerate(plan):
-                        # ParquetFile.read: no dataset discovery per file (4x faster here)
-                        part = pq.ParquetFile(f).read()
-                        size += part.nbytes
-                        held.append(conform(part).take(idx))
-                        if size >= ROW_GROUP_BYTES or i == len(plan) - 1:
-                            writer.write_table(pa.concat_tables(held))
-                            held, size = [], 0
+            self._write_in_plan_order(plan)
         return conform(pq.read_table(self.dir / "samples.parquet")) if read_back else None
 
+    def _write_in_plan_order(self, plan: list[tuple[Path, Any]]) -> None:
+        """samples.parquet from `plan`: [(part, its rows' order, or None: sort it by position)]."""
+        import numpy as np
+
+        with atomic_open(self.dir / "samples.parquet", "wb") as out:
+            with pq.ParquetWriter(out, SCHEMA) as writer:
+                held: list[pa.Table] = []       # parts gathered into one row group: the
+                size = 0                        # writer keeps every group's metadata
+                for i, (f, idx) in enumerate(plan):
+                    # ParquetFile.read: no dataset discovery per file (4x faster here)
+                    part = conform(pq.ParquetFile(f).read())
+                    if idx is None:
+                        idx = pa.array(np.lexsort((
+                            part.column("sample_index").fill_null(0).to_numpy(),
+                            part.column("position").to_numpy())))
+                    size += part.nbytes
+                    held.append(part.take(idx))
+                    if size >= ROW_GROUP_BYTES or i == len(plan) - 1:
+                        writer.write_table(pa.concat_tables(held))
+                        held, size = [], 0
+
+    def _plan_by_position(self, files: list[Path]) -> list[tuple[Path, None]] | None:
+        """The parts in the task's order by their `position` column (each part sorted when it
+        is written out); None when a part lacks positions (an older part) or the parts
+        cannot be streamed (interleaved, or a completion written twice)."""
+        import numpy as np
+
+        first = np.empty(len(files), np.int64)      # each part's first and last position
+        last = np.empty(len(files), np.int64)
+        keep = np.ones(len(files), bool)
+        for i, f in enumerate(files):
+            pf = pq.ParquetFile(f)
+            if "position" not in pf.schema_arrow.names:
+                return None
+            t = pf.read(columns=[c for c in ("position", "sample_index")
+                                 if c in pf.schema_arrow.names])
+            if t.num_rows == 0:
+                keep[i] = False
+                continue
+            pos = t.column("position")
+            if pos.null_count:
+                return None
+            p = pos.to_numpy()
+            j = conform_column(t, "sample_index").fill_null(0).to_numpy().astype(np.int64)
+            if np.unique(p * (int(j.max()) + 1) + j).size != t.num_rows:
+                return None                                  # a completion written twice
+            first[i], last[i] = p.min(), p.max()
+        by_first = np.argsort(first[keep], kind="stable")
+        kept = np.flatnonzero(keep)[by_first]
+        if (last[kept][:-1] >= first[kept][1:]).any():
+            return None                                      # parts interleave
+        return [(files[i], None) for i in kept]
+
     def _plan(self, files: list[Path], order: Iterable[str] | None):
-        """[(part, its rows' order)] with the parts in the task's order, or None when the parts
-        cannot be streamed in that order (see consolidate)."""
+        """Older parts, without positions: [(part, its rows' order)] with the parts in the order
+        of their ids in `order`, or None when the parts cannot be streamed in that order (see
+        consolidate)."""
         import numpy as np
 
         ids, recent, js, sizes = [], [], [], []

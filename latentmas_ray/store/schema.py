@@ -30,6 +30,8 @@ SCHEMA = pa.schema([
     ("agents", pa.list_(AGENT_TYPE)),
     ("hops", pa.list_(HOP_TYPE)),           # transfers between actors (empty in one process)
     ("max_new_tokens", pa.int32()),         # null, or the budget cut to fit vLLM (issue 14)
+    ("position", pa.int64()),               # the sample's place in its task (null: older parts,
+                                            # samples made by hand): the run's end sorts by it
 ])
 
 def conform(table: pa.Table) -> pa.Table:

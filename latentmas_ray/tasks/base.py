@@ -20,6 +20,9 @@ class Sample:
               a reference solution; or a test script run after the candidate code).
     kind:     which scorer applies.
     entry_point: code tasks only, the function the tests call.
+    position: its place in the loaded task (0-based, file order), set by load_task and stored
+              with its rows, so a run's end orders a million rows by an integer, not by id;
+              -1 for a sample made by hand. Not part of equality.
     """
 
     id: str
@@ -29,6 +32,7 @@ class Sample:
     kind: Kind
     entry_point: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    position: int = field(default=-1, compare=False)
 
 
 @dataclass(frozen=True)

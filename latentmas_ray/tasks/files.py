@@ -10,7 +10,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..errors import DataError
 
@@ -49,12 +49,26 @@ def read_rows(path: str | Path, on_bad_row: str = "error", what: str = "data fil
     A line that is not a JSON object is an error naming the line, or with on_bad_row="skip" a
     SkippedRow. Blank lines in JSONL are ignored.
     """
+    skipped: list[SkippedRow] = []
+    return list(iter_rows(path, on_bad_row, skipped, what)), skipped
+
+
+def iter_rows(path: str | Path, on_bad_row: str, skipped: list[SkippedRow],
+              what: str = "data file") -> Iterator[tuple[int, dict]]:
+    """`read_rows` one row at a time (a JSONL file of a million rows is never a list of a
+    million dicts); skipped rows are appended to `skipped` as they are met. The file is
+    checked at the call, before the first row is asked for."""
     path = Path(path)
     _check_readable(path, what)
     suffix = path.suffix.lower()
-    rows: list[tuple[int, dict]] = []
-    skipped: list[SkippedRow] = []
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
+        raise DataError(f"unsupported file type {suffix or '(none)'}", str(path),
+                        hint="use .jsonl, .json or .csv")
+    return _rows(path, suffix, on_bad_row, skipped)
 
+
+def _rows(path: Path, suffix: str, on_bad_row: str, skipped: list[SkippedRow]
+          ) -> Iterator[tuple[int, dict]]:
     def bad(line: int, reason: str) -> None:
         if on_bad_row == "skip":
             skipped.append(SkippedRow(str(path), line, reason))
@@ -76,7 +90,7 @@ def read_rows(path: str | Path, on_bad_row: str = "error", what: str = "data fil
                     if not isinstance(obj, dict):
                         bad(i, f"expected a JSON object, got {type(obj).__name__}")
                         continue
-                    rows.append((i, obj))
+                    yield i, obj
         elif suffix == ".json":
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -88,40 +102,40 @@ def read_rows(path: str | Path, on_bad_row: str = "error", what: str = "data fil
                 raise DataError("expected a JSON array of objects", str(path))
             for i, obj in enumerate(data, 1):
                 if isinstance(obj, dict):
-                    rows.append((i, obj))
+                    yield i, obj
                 else:
                     bad(i, f"item {i} is not a JSON object")
-        elif suffix == ".csv":
+        else:   # .csv
             with path.open(encoding="utf-8", newline="") as f:
                 reader = csv.DictReader(f)
                 # csv rows may span lines (quoted newlines): report the line the row starts on.
                 start = reader.line_num + 1
                 for obj in reader:
-                    rows.append((start, dict(obj)))
+                    yield start, dict(obj)
                     start = reader.line_num + 1
-        else:
-            raise DataError(f"unsupported file type {suffix or '(none)'}", str(path),
-                            hint="use .jsonl, .json or .csv")
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text ({e.reason})", str(path)) from None
-    return rows, skipped
 
 
 def parse_each(rows: Iterable[tuple[int, dict]], path: str, on_bad_row: str,
                parse: Callable[[int, dict], T]) -> tuple[list[T], list[SkippedRow]]:
     """Apply `parse(line, row)` to each row; a BadRow becomes a DataError or a SkippedRow."""
-    out: list[T] = []
     skipped: list[SkippedRow] = []
+    return list(iter_parsed(rows, path, on_bad_row, parse, skipped)), skipped
+
+
+def iter_parsed(rows: Iterable[tuple[int, dict]], path: str, on_bad_row: str,
+                parse: Callable[[int, dict], T], skipped: list[SkippedRow]) -> Iterator[T]:
+    """`parse_each` one row at a time; skipped rows are appended to `skipped`."""
     for line, row in rows:
         try:
-            out.append(parse(line, row))
+            yield parse(line, row)
         except BadRow as e:
             if on_bad_row == "skip":
                 skipped.append(SkippedRow(path, line, str(e)))
             else:
                 raise DataError(str(e), path, line,
                                 hint="fix the row, or pass --on-bad-row skip to record it and go on") from None
-    return out, skipped
 
 
 def field(row: dict, name: str, types: type | tuple[type, ...] = str, *, nonempty: bool = True):

@@ -8,19 +8,23 @@ else the hub.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from array import array
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, DataError
 from .base import Kind, Sample
 from .choice_tasks import make_parse_arc, make_parse_gpqa, parse_medqa
-from .files import ON_BAD_ROW, SkippedRow, parse_each, read_rows
+from .files import ON_BAD_ROW, SkippedRow, iter_parsed, iter_rows
 from .math_tasks import make_parse_aime, parse_gsm8k
+from .sample_file import SampleFile
 
-# rows, path, seed, on_bad_row -> samples, skipped
-Parser = Callable[[list[tuple[int, dict]], str, int, str], tuple[list[Sample], list[SkippedRow]]]
+# rows, path, seed, on_bad_row, skipped (appended to) -> samples, one at a time
+Parser = Callable[[Iterable[tuple[int, dict]], str, int, str, list[SkippedRow]], Iterator[Sample]]
 
 
 @dataclass(frozen=True)
@@ -37,19 +41,26 @@ class TaskSpec:
 def _rowwise(make: Callable[[int], Callable[[int, dict], Sample]]) -> Parser:
     """Adapt a per-row parser (row ordinal, row) -> Sample to the Parser signature. Rows without
     an id field get their ordinal position in the file as id."""
-    def parse(rows, path, seed, on_bad_row):
+    def parse(rows, path, seed, on_bad_row, skipped):
         row_parser = make(seed)
-        ordinal = {line: i for i, (line, _) in enumerate(rows)}
-        return parse_each(rows, path, on_bad_row, lambda line, row: row_parser(ordinal[line], row))
+        ordinal = 0
+
+        def numbered(line: int, row: dict) -> Sample:   # the row's ordinal among the file's rows
+            return row_parser(ordinal, row)
+
+        for line, row in rows:
+            yield from iter_parsed([(line, row)], path, on_bad_row, numbered, skipped)
+            ordinal += 1
     return parse
 
 
 def _code(name: str) -> Parser:
-    def parse(rows, path, seed, on_bad_row):
+    def parse(rows, path, seed, on_bad_row, skipped):   # a few hundred rows: parsed as a list
         from . import code_tasks
         fn = code_tasks.parse_mbppplus if name == "mbppplus" else code_tasks.parse_humanevalplus
-        samples, skipped = fn(rows, path, on_bad_row)
-        return samples, [s if isinstance(s, SkippedRow) else SkippedRow(path, *s) for s in skipped]
+        samples, bad = fn(list(rows), path, on_bad_row)
+        skipped += [s if isinstance(s, SkippedRow) else SkippedRow(path, *s) for s in bad]
+        yield from samples
     return parse
 
 
@@ -86,7 +97,7 @@ def get_task(name: str) -> TaskSpec:
 @dataclass
 class LoadedTask:
     spec: TaskSpec
-    samples: list[Sample]
+    samples: Sequence[Sample]      # a SampleFile (on disk) from load_task; any sequence works
     skipped: list[SkippedRow]
     source: str   # a path, "hub:<id>" or "demo:<file>"
 
@@ -98,7 +109,10 @@ def demo_path(spec: TaskSpec) -> Path:
 
 def load_task(name: str, data: str | None = None, *, seed: int = 42, on_bad_row: str = "error",
               max_samples: int = -1) -> LoadedTask:
-    """Load a task's samples; `max_samples` takes the first N (in file order) after parsing."""
+    """Load a task's samples; `max_samples` takes the first N (in file order) after parsing
+    (every row is still parsed and checked, ids included). The file is read and parsed one
+    row at a time into a SampleFile (tasks/sample_file.py), each sample numbered with its
+    `position`, so memory does not grow with the task."""
     spec = get_task(name)
     if on_bad_row not in ON_BAD_ROW:
         raise ConfigError(f"--on-bad-row must be one of {ON_BAD_ROW}, got {on_bad_row!r}")
@@ -108,29 +122,65 @@ def load_task(name: str, data: str | None = None, *, seed: int = 42, on_bad_row:
         if not spec.demo_file:
             raise ConfigError(f"task {name!r} ships no demo sample; pass --data FILE "
                               f"(a local copy of {spec.local_file})")
-        path = demo_path(spec)
-        rows, skipped = read_rows(path, on_bad_row)
-        source = f"demo:{spec.demo_file}"
+        path, source = demo_path(spec), f"demo:{spec.demo_file}"
     elif data == "hub":
-        rows, skipped = _hub_rows(spec), []
         path, source = Path(f"hub:{spec.hub[0]}"), f"hub:{spec.hub[0]}"
     else:
         path = Path(data)
-        rows, skipped = read_rows(path, on_bad_row)
         source = str(path)
-    if not rows and not skipped:
+
+    def parse(skipped: list[SkippedRow], counter: list[int]) -> Iterator[Sample]:
+        rows = iter(_hub_rows(spec)) if data == "hub" else iter_rows(path, on_bad_row, skipped)
+        return spec.parse(_counting(rows, counter), str(path), seed, on_bad_row, skipped)
+
+    skipped: list[SkippedRow] = []
+    rows_read, hashes = [0], array("q")
+    parsed = parse(skipped, rows_read)
+    keep = max_samples if max_samples > 0 else None
+    samples = SampleFile(dataclasses.replace(s, position=i)
+                         for i, s in enumerate(_hashing_ids(parsed, hashes))
+                         if keep is None or i < keep)
+    if not rows_read[0] and not skipped:
         raise DataError("the file holds no rows", str(path))
-    samples, bad = spec.parse(rows, str(path), seed, on_bad_row)
-    skipped = skipped + bad
+    if _has_repeats(hashes):    # rare: find the repeated id exactly (a second parse)
+        _check_unique(parse([], [0]), str(path))
+    return LoadedTask(spec, samples, skipped, source)
+
+
+def _counting(rows: Iterator[tuple[int, dict]], counter: list[int]) -> Iterator[tuple[int, dict]]:
+    for row in rows:
+        counter[0] += 1
+        yield row
+
+
+def _id_hash(sample_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(sample_id.encode(), digest_size=8).digest(), "little",
+                          signed=True)
+
+
+def _hashing_ids(samples: Iterable[Sample], hashes: array) -> Iterator[Sample]:
+    """The samples as they come, each id's 64-bit hash appended to `hashes` (8 bytes a
+    sample, where a set of the ids would hold every string)."""
+    for s in samples:
+        hashes.append(_id_hash(s.id))
+        yield s
+
+
+def _has_repeats(hashes: array) -> bool:
+    import numpy as np
+
+    h = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    return bool((h[1:] == h[:-1]).any())
+
+
+def _check_unique(samples: Iterable[Sample], path: str) -> None:
+    """A DataError naming the first id that appears twice (none: the hashes collided)."""
     seen: set[str] = set()
     for s in samples:
         if s.id in seen:
-            raise DataError(f"sample id {s.id!r} appears twice", str(path),
+            raise DataError(f"sample id {s.id!r} appears twice", path,
                             hint="ids must be unique within a task")
         seen.add(s.id)
-    if max_samples > 0:
-        samples = samples[:max_samples]
-    return LoadedTask(spec, samples, skipped, source)
 
 
 def _hub_rows(spec: TaskSpec) -> list[tuple[int, dict]]:
