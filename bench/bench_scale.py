@@ -9,6 +9,8 @@ sleep per batch, well-formed rows, no model) on a local Ray, in this process. Pr
     python bench/bench_scale.py --samples 100000 --replicas 32 --latency 0.2 --generate_bs 20
     python bench/bench_scale.py --tiny --samples 5000      # the same with the tiny random model
                                                            # (jobs.evaluate --ray --replicas 2)
+    python bench/bench_scale.py --samples 1000000 --compare 50000 --generate_bs 100 --k 4
+                                                           # the driver's peak RSS at 1M vs 50k
     python bench/bench_scale.py --store --samples 1000000 --k 4 --compare 50000
                                                            # the run's end alone (below)
 
@@ -54,6 +56,9 @@ def rss_mib(ru_maxrss_kib: int) -> float:
 
 
 def stand_in(args) -> dict:
+    """The whole driver in this process, as `jobs.evaluate` runs it: the task loaded (kept on
+    disk), the store opened, the sampling loop over stand-ins, then consolidation and summary;
+    peak RSS is this process's maximum over all of it."""
     from rich.console import Console
 
     from bench.stand_in import StandInFactory
@@ -64,12 +69,17 @@ def stand_in(args) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     data = synthetic_arc(args.samples, tmp)
+    k = args.k
     cfg = RunConfig(task="arc_easy", data=str(data), generate_bs=args.generate_bs,
-                    output=str(tmp / "run"), method=MethodConfig(method="baseline"),
+                    output=str(tmp / "run"),
+                    method=MethodConfig(method="baseline", num_return_sequences=k,
+                                        temperature=0.7 if k > 1 else 0.0),
                     execution=ExecutionConfig(ray=True, replicas=args.replicas,
                                               max_in_flight=args.max_in_flight,
                                               progress_every=args.progress_every))
+    t_load = time.perf_counter()
     task = load_task("arc_easy", str(data))
+    load_s = time.perf_counter() - t_load
     store = RunStore(cfg.output)
     store.open(cfg.to_dict())
     factory = StandInFactory(cfg, args.latency, cpus=args.cpus_per_replica)
@@ -83,18 +93,34 @@ def stand_in(args) -> dict:
                       on_event=on_event, factory=factory)
     cpu = time.process_time() - marks["cpu0"]
     t0 = time.perf_counter()
-    store.consolidate(order=[s.id for s in task.samples], read_back=False)
+    store.consolidate(order=(s.id for s in task.samples), read_back=False)
+    complete = store.complete_samples()
     summary = store.summary(wall)
     report_s = time.perf_counter() - t0
+    assert complete == args.samples and summary["samples"] == args.samples * k, (complete, summary)
     one = args.generate_bs / args.latency        # samples/s of one stand-in
     rate = args.samples / wall
-    return {"mode": "stand-in", "samples": args.samples, "replicas": args.replicas,
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"mode": "stand-in", "samples": args.samples, "k": k, "replicas": args.replicas,
             "latency_s": args.latency, "generate_bs": args.generate_bs,
-            "wall_s": round(wall, 2), "samples_per_s": round(rate, 1),
-            "efficiency": round(rate / (args.replicas * one), 3),
+            "load_task_s": round(load_s, 1), "wall_s": round(wall, 2),
+            "samples_per_s": round(rate, 1), "efficiency": round(rate / (args.replicas * one), 3),
             "driver_cpu_ms_per_sample": round(cpu / args.samples * 1e3, 3),
             "peak_driver_rss_mib": round(rss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), 1),
             "consolidate_and_report_s": round(report_s, 2), "stored": summary["samples"]}
+
+
+def stand_in_child(args, samples: int) -> dict:
+    """`stand_in` at `samples` in a fresh process (its own peak RSS, its own local Ray)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--samples", str(samples),
+           "--replicas", str(args.replicas), "--latency", str(args.latency),
+           "--generate_bs", str(args.generate_bs), "--max_in_flight", str(args.max_in_flight),
+           "--cpus_per_replica", str(args.cpus_per_replica), "--k", str(args.k),
+           "--progress_every", str(args.progress_every)]
+    p = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert p.returncode == 0, f"the {samples}-sample run failed"
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def tiny(args) -> dict:
@@ -194,8 +220,9 @@ def main() -> None:
     p.add_argument("--progress_every", type=float, default=10.0)
     p.add_argument("--tiny", action="store_true", help="the tiny random model instead")
     p.add_argument("--store", action="store_true", help="the run's end alone (module doc)")
-    p.add_argument("--k", type=int, default=1, help="--store: completions per sample")
-    p.add_argument("--compare", type=int, default=0, help="--store: also at this many samples")
+    p.add_argument("--k", type=int, default=1, help="completions per sample")
+    p.add_argument("--compare", type=int, default=0,
+                   help="also at this many samples, each size in its own process; prints the ratio")
     args = p.parse_args()
     print(hardware(), flush=True)
     if args.store:
@@ -208,6 +235,17 @@ def main() -> None:
                   f"{big['peak_rss_mib'] / small['peak_rss_mib']:.2f}x; "
                   f"consolidate + report {big['consolidate_and_report_s']} s vs "
                   f"{small['consolidate_and_report_s']} s", flush=True)
+        return
+    if args.compare and not args.tiny:
+        big = stand_in_child(args, args.samples)
+        print(json.dumps(big), flush=True)
+        small = stand_in_child(args, args.compare)
+        print(json.dumps(small), flush=True)
+        print(f"driver peak RSS {big['samples']} / {small['samples']} samples (K={args.k}): "
+              f"{big['peak_driver_rss_mib']} / {small['peak_driver_rss_mib']} MiB = "
+              f"{big['peak_driver_rss_mib'] / small['peak_driver_rss_mib']:.2f}x; consolidate + "
+              f"report {big['consolidate_and_report_s']} s vs {small['consolidate_and_report_s']} s",
+              flush=True)
         return
     print(json.dumps(tiny(args) if args.tiny else stand_in(args)), flush=True)
 

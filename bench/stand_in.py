@@ -24,10 +24,10 @@ from jobs.replicas import ReplicaFactory
 
 class StandInReplica:
     def __init__(self, rid: int, latency_s: float, broken: bool, config_error: bool,
-                 calls_file: str | None, load_fail: bool = False):
+                 calls_file: str | None, load_fail: bool = False, k: int = 1):
         if load_fail:
             raise OSError(f"stand-in replica {rid}: no model folder on this node")
-        self.rid, self.latency_s, self.broken = rid, latency_s, broken
+        self.rid, self.latency_s, self.broken, self.k = rid, latency_s, broken, k
         self.config_error, self.calls_file = config_error, calls_file
         self.batches = 0
 
@@ -47,7 +47,10 @@ class StandInReplica:
                               "(a stand-in's config error)")
         if self.broken:
             raise RuntimeError(f"stand-in replica {self.rid} is broken")
-        return [row(s) for s in samples]
+        if self.k == 1:
+            return [row(s) for s in samples]
+        return [{**row(s), "sample_index": j, "correct": j % 2 == 0}    # K completions
+                for s in samples for j in range(self.k)]
 
     def generate(self, samples):
         raise NotImplementedError("the stand-in serves run() only")
@@ -97,5 +100,6 @@ class StandInFactory(ReplicaFactory):
         opts["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": "1"}}
         actor = remote_form(StandInReplica).options(**opts).remote(
             replica, self.latency_s, replica in self.broken, self.config_error, self.calls_file,
-            self.load_fail == "all" or replica in self.load_fail)
+            self.load_fail == "all" or replica in self.load_fail,
+            self.cfg.method.num_return_sequences)
         return ActorGroup.single("stand-in", actor)

@@ -220,3 +220,36 @@ def test_random_faults_every_sample_exactly_once(seed):
                     writes[s.id] = writes.get(s.id, 0) + 1
         sch.check()
     assert writes == {str(i): 1 for i in range(n)}
+
+
+class CountingSequence:
+    """A pending-sample sequence that counts the samples read from it (a task on disk)."""
+
+    def __init__(self, n: int):
+        self.items, self.read = samples(n), 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        got = self.items[i]
+        self.read += len(got) if isinstance(i, slice) else 1
+        return got
+
+
+def test_batches_are_cut_when_handed_out_and_completions_are_counted():
+    """A lazily read task is read a batch at a time, as batches are handed out, and nothing
+    per sample is kept once they are done (issue 24: a 1M-sample driver)."""
+    todo = CountingSequence(1000)
+    sch = Scheduler(todo, 10, max_in_flight=1)
+    assert todo.read == 0 and sch.queued() == 100
+    sch.add_replica("a")
+    (t, batch), = sch.assign()
+    assert todo.read == 10 and ids(batch) == [str(i) for i in range(10)]
+    assert sch.complete(t) and sch.completed == 10 and sch.queued() == 99
+    while not sch.finished:
+        for t, _ in sch.assign():
+            sch.complete(t)
+    assert todo.read == 1000 and sch.remaining == 0
+    assert all(b.samples == [] for b in sch.batches.values())
+    sch.check()

@@ -138,3 +138,66 @@ def test_k_completions_consolidate_by_streaming(tmp_path, monkeypatch):
     monkeypatch.undo()
     from latentmas_ray.store.run_store import summarize
     assert summary == summarize(RunStore(tmp_path / "run").read())   # the same as in memory
+
+
+def test_parts_are_ordered_by_position_without_reading_ids(tmp_path, monkeypatch):
+    """Rows carry their sample's place in the task: parts written out of order (rows shuffled
+    inside) are sorted by that integer, with no id lookup and no in-memory path; the count
+    of complete samples streams the result (issue 24: a 1M-sample run's end)."""
+    import pyarrow.parquet as pq
+
+    from bench.stand_in import row
+    from latentmas_ray.tasks.registry import load_task
+
+    store = RunStore(tmp_path / "run")
+    store.open(RunConfig(task="arc_easy").to_dict())
+    samples = load_task("arc_easy", max_samples=9).samples
+    for part in (samples[6:], samples[:3], samples[3:6]):
+        store.append([row(s) for s in reversed(part)])
+
+    def refused(*a, **k):
+        raise AssertionError("ids were read to order the parts")
+    monkeypatch.setattr(RunStore, "_plan", refused)
+    monkeypatch.setattr(RunStore, "_consolidate_in_memory", refused)
+    store.consolidate(order=None, read_back=False)
+    merged = pq.read_table(tmp_path / "run" / "samples.parquet")
+    assert merged.column("id").to_pylist() == [s.id for s in samples]
+    assert merged.column("position").to_pylist() == list(range(9))
+    assert store.complete_samples() == 9
+
+
+def test_parts_without_positions_are_ordered_by_id(tmp_path, monkeypatch):
+    """Parts written before rows carried a position (round 2) still consolidate by streaming,
+    placed by their ids in the task's order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from latentmas_ray.store.run_store import SCHEMA
+
+    store = RunStore(tmp_path / "run")
+    store.open(RunConfig(task="gsm8k").to_dict())
+    old_schema = pa.schema([f for f in SCHEMA if f.name != "position"])
+    for n, ids in enumerate(([4, 5], [0, 1], [2, 3])):
+        pq.write_table(pa.Table.from_pylist([_row(i) for i in reversed(ids)], schema=old_schema),
+                       store.parts / f"part-0000000000000000000{n}-old.parquet")
+    monkeypatch.setattr(RunStore, "_consolidate_in_memory",
+                        lambda *a, **k: pytest.fail("the in-memory path ran"))
+    store.consolidate(order=(str(i) for i in range(6)), read_back=False)
+    merged = pq.read_table(tmp_path / "run" / "samples.parquet")
+    assert merged.column("id").to_pylist() == [str(i) for i in range(6)]
+    assert merged.column("position").to_pylist() == [None] * 6
+
+
+def test_complete_samples_counts_samples_with_all_k_rows(tmp_path):
+    """summary.json's status: a sample is complete when its K completions are stored."""
+    from latentmas_ray.spec.config import MethodConfig
+
+    cfg = RunConfig(task="gsm8k", method=MethodConfig(method="baseline", temperature=0.7,
+                                                      num_return_sequences=3))
+    store = RunStore(tmp_path / "run")
+    store.open(cfg.to_dict())
+    store.append([{**_row(i), "sample_index": j, "position": i}
+                  for i in range(4) for j in range(3 if i != 2 else 2)])
+    assert store.complete_samples() == 3              # before consolidation: from the parts
+    store.consolidate(order=None, read_back=False)
+    assert store.complete_samples() == 3              # after: streamed from samples.parquet

@@ -169,3 +169,49 @@ def test_empty_file_and_duplicate_ids(tmp_path):
 def test_max_samples_takes_the_first_rows(datasets_dir):
     loaded = load_task("gsm8k", str(datasets_dir / "gsm8k.jsonl"), max_samples=5)
     assert [s.id for s in loaded.samples] == ["0", "1", "2", "3", "4"]
+
+
+def test_a_duplicate_past_max_samples_is_still_an_error(tmp_path):
+    """Every row is checked, the rows past --max_samples too (ids by hash, then exactly)."""
+    rows = [json.dumps({"id": i, "problem": "p", "answer": "5"}) for i in (1, 2, 3, 2)]
+    with pytest.raises(DataError, match="sample id '2' appears twice"):
+        load_task("aime2024", _write(tmp_path, rows), max_samples=2)
+
+
+def test_samples_are_numbered_and_behave_as_a_list(datasets_dir):
+    """load_task's samples (kept on disk) index, slice, iterate, compare and pickle as the
+    list of the same samples; each carries its place in the task."""
+    import pickle
+
+    task = load_task("gsm8k", str(datasets_dir / "gsm8k.jsonl"), max_samples=30)
+    eager = list(task.samples)
+    assert len(task.samples) == 30 and [s.position for s in eager] == list(range(30))
+    assert task.samples[7] == eager[7] and task.samples[-1] == eager[-1]
+    assert task.samples[10:20] == eager[10:20] and task.samples[::7] == eager[::7]
+    assert task.samples[25:400] == eager[25:] and task.samples[5:5] == []
+    assert task.samples == eager and pickle.loads(pickle.dumps(task.samples)) == eager
+    with pytest.raises(IndexError):
+        task.samples[30]
+
+
+def test_loading_holds_bytes_per_sample_not_the_samples(tmp_path):
+    """A task of 20k rows is read a row at a time into a file: the Python memory allocated
+    while loading peaks at a few tens of bytes a sample (an offset and an id hash), where the
+    list of Samples it used to be costs ~2 KB a sample (issue 24: a 1M-sample driver)."""
+    import tracemalloc
+
+    from latentmas_ray.tasks.registry import demo_path
+
+    demo = [json.loads(line) for line in demo_path(TASKS["arc_easy"]).read_text().splitlines()]
+    n = 20_000
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps({**demo[i % len(demo)], "id": f"q{i}"}) + "\n"
+                            for i in range(n)))
+    tracemalloc.start()
+    task = load_task("arc_easy", str(path))
+    _, peak = tracemalloc.get_traced_memory()
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(task.samples) == n and task.samples[n - 1].id == "q19999"
+    assert peak < 64 * n + (2 << 20), f"{peak / n:.0f} bytes a sample at the peak"
+    assert held < 24 * n + (1 << 20), f"{held / n:.0f} bytes a sample held"
