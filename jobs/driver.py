@@ -53,7 +53,7 @@ from jobs.scheduler import Scheduler
 from jobs.deadlines import Deadlines
 from jobs.stop import NO_STOP, STOP_CLOSE_S, StopSignal
 from latentmas_ray.spec.identity import precision_identity
-from latentmas_ray.tasks.sample_file import remaining
+from latentmas_ray.run.pending import pending_samples
 from latentmas_ray.errors import (ConfigError, LatentMASError, ReplicaFault, SampleError, Stopped,
                                   typed_cause)
 
@@ -120,7 +120,7 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    pending = remaining(loaded_task.samples, store.done_ids())   # read on demand, by batch
+    pending = pending_samples(loaded_task.samples, store)   # read on demand, by batch
     if not pending:
         return 0.0
     emit: Event = on_event or (lambda kind, info: None)

@@ -131,13 +131,13 @@ def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop,
     those of the rows on disk; `sandbox`: what the code sandbox enforces (code tasks)."""
     from latentmas_ray.run.in_process import run_in_process
     from latentmas_ray.run.observe import TABLE_COLUMNS, open_observer
-    from latentmas_ray.tasks.sample_file import remaining
+    from latentmas_ray.run.pending import pending_samples
 
     out = Path(cfg.output)
-    done = store.done_ids()
-    pending = remaining(task.samples, done)     # read on demand: the task stays on disk
+    pending = pending_samples(task.samples, store)    # read on demand: the task stays on disk
+    n_done = len(task.samples) - len(pending)
     console.print(f"{cfg.method.method} on {cfg.task} ({task.source}): {len(task.samples)} samples, "
-                  f"{len(task.samples) - len(pending)} already done; results in {out.resolve()}",
+                  f"{n_done} already done; results in {out.resolve()}",
                   highlight=False)
     if cfg.method.degenerate_latent_mas:
         console.print("note: latent_mas with --latent_steps 0 equals the baseline with a longer "
@@ -149,14 +149,14 @@ def run_to_end(cfg: RunConfig, console, task, store, model_path, prompts, stop,
     try:
         with open_observer(cfg) as observer:      # W&B (--wandb) hears the run from here
             prior = (store.columns(["correct", "generated_tokens"]).to_pylist()
-                     if done and observer.wants_rows else [])
+                     if n_done and observer.wants_rows else [])
             observer.on_start(cfg.to_dict(), prior)
             if cfg.execution.ray:
                 wall = run_on_ray(cfg, task, store, model_path, prompts, console=console,
                                   observer=observer, stop=stop)
             else:
                 wall = run_in_process(cfg, store, pending, model_path, prompts, console,
-                                      n_done=len(task.samples) - len(pending),
+                                      n_done=n_done,
                                       observer=observer)
             # streamed: neither step holds the run's table in memory
             # the ids are read only for parts older than the `position` column

@@ -201,3 +201,32 @@ def test_complete_samples_counts_samples_with_all_k_rows(tmp_path):
     assert store.complete_samples() == 3              # before consolidation: from the parts
     store.consolidate(order=None, read_back=False)
     assert store.complete_samples() == 3              # after: streamed from samples.parquet
+
+
+def test_done_mask_by_position_agrees_with_done_ids(tmp_path):
+    """A resume finds what is left from two integer columns (no set of the run's ids): the
+    same samples as by id, a sample missing one of its K completions not done, rows of
+    samples past a shorter task ignored; older rows without positions: None (ask by id)."""
+    import numpy as np
+
+    from latentmas_ray.run.pending import pending_samples
+    from latentmas_ray.spec.config import MethodConfig
+    from latentmas_ray.tasks.registry import load_task
+
+    cfg = RunConfig(task="arc_easy", method=MethodConfig(method="baseline", temperature=0.7,
+                                                         num_return_sequences=2))
+    store = RunStore(tmp_path / "run")
+    store.open(cfg.to_dict())
+    samples = load_task("arc_easy", max_samples=8).samples
+    rows = [{**_row(0), "id": s.id, "position": s.position, "sample_index": j}
+            for s in samples for j in range(2) if (s.position, j) not in ((2, 1), (4, 0), (4, 1))]
+    store.append(rows)
+    mask = store.done_mask(8)
+    assert mask.tolist() == [i not in (2, 4) for i in range(8)]
+    assert {s.id for s in samples if mask[s.position]} == store.done_ids()
+    assert [s.position for s in pending_samples(samples, store)] == [2, 4]
+    assert store.done_mask(3).tolist() == [True, True, False]
+    store.append([{**_row(99), "sample_index": 0}])            # a row without a position
+    assert store.done_mask(8) is None
+    assert [s.position for s in pending_samples(samples, store)] == [2, 4]
+    assert isinstance(mask, np.ndarray)

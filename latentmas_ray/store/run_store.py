@@ -185,6 +185,24 @@ class RunStore:
         return {sid for sid, n in zip(have.column("id").to_pylist(),
                                       have.column("j_count_distinct").to_pylist()) if n >= k}
 
+    def done_mask(self, n: int):
+        """`done_ids` by place: a bool array over the task's n positions (True: every
+        completion stored), from two integer columns, so a resumed million-sample run holds no
+        set of a million ids. None when a stored row has no position (parts older than the
+        column: ask done_ids). Rows placed past n (a shorter --max_samples) are ignored."""
+        import numpy as np
+
+        pos = self._column("position")
+        if pos.null_count:
+            return None
+        p = pos.to_numpy()
+        j = self._column("sample_index").fill_null(0).to_numpy().astype(np.int64)
+        inside = p < n
+        p, j = p[inside], j[inside]
+        width = int(j.max()) + 1 if len(j) else 1
+        stored = np.unique(p * width + j) // width          # a completion written twice: once
+        return np.bincount(stored, minlength=n) >= self.completions()
+
     def complete_samples(self) -> int:
         """How many samples have all K completions stored. After `consolidate` it streams
         samples.parquet (rows of a sample together) a batch of ids at a time: no set of the

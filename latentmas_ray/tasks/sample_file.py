@@ -126,13 +126,17 @@ class SampleSubset(Sequence[Sample]):
         return (list, (list(self),))
 
 
-def remaining(samples: Sequence[Sample], done: set[str]) -> Sequence[Sample]:
-    """The samples whose ids are not in `done`, in order, read on demand: `samples` itself
-    when none is done (a fresh run reads nothing here), else a SampleSubset over the others'
-    positions."""
-    if not done:
-        return samples
+def remaining(samples: Sequence[Sample], done) -> Sequence[Sample]:
+    """The samples not done, in order, read on demand: `samples` itself when none is done (a
+    fresh run reads nothing here), else a SampleSubset over the others' positions. `done`:
+    a bool array over the positions (RunStore.done_mask), or a set of ids."""
     import numpy as np
 
+    if isinstance(done, np.ndarray):
+        if not done.any():
+            return samples
+        return SampleSubset(samples, np.flatnonzero(~done))
+    if not done:
+        return samples
     positions = np.fromiter((i for i, s in enumerate(samples) if s.id not in done), np.int64)
     return SampleSubset(samples, positions)
