@@ -124,7 +124,14 @@ def typed_actor(cls: type) -> type:
             self._load_error = LoadFailure(f"{type(e).__name__}: {str(e).strip()[-500:]}")
 
     def wrap(name, fn):
-        if inspect.isgeneratorfunction(fn):         # a streaming method: typed as it yields
+        if inspect.isasyncgenfunction(fn):          # an async streaming method (vLLM actor)
+            async def method(self, *args, **kwargs):
+                try:
+                    async for item in fn(self, *args, **kwargs):
+                        yield item
+                except Exception as e:  # noqa: BLE001
+                    raise_typed(e)
+        elif inspect.isgeneratorfunction(fn):       # a streaming method: typed as it yields
             def method(self, *args, **kwargs):
                 try:
                     yield from fn(self, *args, **kwargs)

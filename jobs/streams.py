@@ -11,8 +11,11 @@ dropped, so nothing is written twice), counted by the progress monitor, and the 
 batch runs on; if the replica then dies or hangs only the unfinished samples are requeued.
 The item holding a batch's last samples completes it like a whole batch (deadline measured).
 
-Placements that cannot tell a sample's end keep returning whole batches: code tasks (scored
-by a CPU task after generation), the hybrid and the disaggregated role chain, vLLM replicas.
+Which replicas stream (ActorGroup.run_stream): the HF replica (every method: the decode tells
+a row's end), the vLLM replica and the hybrid's vLLM judger (each sample's request chain or
+judger as it ends; with K > 1 vLLM decodes the batch form, whose rows come at its end). Those
+that keep returning whole batches: code tasks (generation only; scored by a CPU task after),
+the disaggregated role chain (its judger actor answers for the batch) and the sweep's replica.
 """
 
 from __future__ import annotations

@@ -172,3 +172,35 @@ def test_replica_streams_rows_as_samples_finish_and_types_its_errors(stop_engine
     replica.evaluator.run = broken
     with pytest.raises(ReplicaFault, match="illegal memory access"):
         list(replica.run_stream(SAMPLES))
+
+
+def test_streaming_methods_cross_the_actor_boundary_typed():
+    """A generator method (the HF replica's) and an async one (the vLLM actor's): what they
+    yield passes through, what they raise is typed like any method's."""
+    import asyncio
+
+    from actors.common import typed_actor
+    from latentmas_ray.errors import ReplicaFault
+
+    class Streams:
+        def rows(self, fail: bool = False):
+            yield [1]
+            if fail:
+                raise RuntimeError("CUDA error: device-side assert triggered")
+            yield [2]
+
+        async def arows(self, fail: bool = False):
+            yield [1]
+            if fail:
+                raise RuntimeError("CUDA error: device-side assert triggered")
+            yield [2]
+
+    s = typed_actor(Streams)()
+
+    async def collect(fail):
+        return [x async for x in s.arows(fail)]
+    assert list(s.rows()) == [[1], [2]] and asyncio.run(collect(False)) == [[1], [2]]
+    with pytest.raises(ReplicaFault, match="device-side assert"):
+        list(s.rows(True))
+    with pytest.raises(ReplicaFault, match="device-side assert"):
+        asyncio.run(collect(True))
