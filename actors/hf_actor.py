@@ -7,11 +7,16 @@ remote process needs: where to find the model on its own node, how many torch th
 and a `ready()` call that reports where it landed.
 `run_stream` is `run` as a Ray streaming generator: the rows of each sample as it finishes,
 so the driver writes them at once and a stop or a dead replica loses no finished sample.
+An audit for that claim: with LATENTMAS_FINISHED_LOG set in a replica's environment, it
+appends "<unix time> <sample id>" to that file for each sample the moment it finished
+(bench/first_progress.sh compares it with the rows on disk after `ray job stop`).
 Code tasks are scored elsewhere: the driver runs `actors.common.score_task` on a CPU worker.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Iterator, Sequence
 
 from actors.common import local_model_path, quiet_progress_bars, where
@@ -67,9 +72,15 @@ class HFReplica:
         out: queue.Queue = queue.Queue()
         end = object()
 
+        def finished(rows: list[dict[str, Any]]) -> None:
+            audit_finished(rows)
+            out.put(rows)
+
         def work() -> None:
             try:
-                out.put(self.evaluator.run(list(samples), on_rows=out.put))
+                rest = self.evaluator.run(list(samples), on_rows=finished)
+                if rest:
+                    finished(rest)
                 out.put(end)
             except BaseException as e:  # noqa: BLE001 - re-raised below, in the caller
                 out.put(_Failed(e))
@@ -84,6 +95,18 @@ class HFReplica:
                     yield item
         finally:
             worker.join()
+
+
+FINISHED_LOG = "LATENTMAS_FINISHED_LOG"
+
+
+def audit_finished(rows: list[dict[str, Any]]) -> None:
+    """Append "<unix time> <id>" per finished sample to $LATENTMAS_FINISHED_LOG, if set."""
+    path = os.environ.get(FINISHED_LOG)
+    if path and rows:
+        now = time.time()
+        with open(path, "a") as f:
+            f.write("".join(f"{now:.3f} {i}\n" for i in dict.fromkeys(r["id"] for r in rows)))
 
 
 class _Failed:

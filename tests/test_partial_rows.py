@@ -152,20 +152,26 @@ def test_evaluator_of_a_method_that_cannot_tell_returns_the_batch_whole(stop_eng
 
 
 def test_replica_streams_rows_as_samples_finish_and_types_its_errors(stop_engine,
-                                                                     tiny_model_dir):
+                                                                     tiny_model_dir,
+                                                                     tmp_path, monkeypatch):
     from actors.common import typed_actor
-    from actors.hf_actor import HFReplica
+    from actors.hf_actor import FINISHED_LOG, HFReplica
     from latentmas_ray.errors import ReplicaFault
 
     engine, cfg = stop_engine
     replica = typed_actor(HFReplica)(cfg, tiny_model_dir, {}, engine=engine)
     whole = {r["id"]: comparable(r) for r in replica.run(SAMPLES)}
+    monkeypatch.setenv(FINISHED_LOG, str(tmp_path / "finished.log"))
     parts = list(replica.run_stream(SAMPLES))
     assert len(parts) >= 2 and all(parts)
     rows = [r for p in parts for r in p]
     assert sorted(r["id"] for r in rows) == sorted(whole)               # each exactly once
     assert all(comparable(r) == whole[r["id"]] for r in rows)
     assert replica.batches == 2
+    # the audit: each sample once, in the order the stream handed them out
+    audit = [ln.split() for ln in (tmp_path / "finished.log").read_text().splitlines()]
+    assert [i for _, i in audit] == list(dict.fromkeys(r["id"] for r in rows))
+    assert [float(t) for t, _ in audit] == sorted(float(t) for t, _ in audit)
 
     def broken(samples, on_rows=None):                 # the batch thread's error, typed
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
