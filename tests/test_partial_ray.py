@@ -89,8 +89,14 @@ def drive(cfg: RunConfig, on_event=None, stop=None):
 
 
 @pytest.mark.ray
-def test_a_stop_keeps_the_finished_samples_of_a_running_batch(staggered, tmp_path):
+def test_a_stop_keeps_the_finished_samples_of_a_running_batch(staggered, tmp_path,
+                                                             monkeypatch):
     from jobs.stop import StopSignal
+
+    # The driver starts a local Ray in this process; left unset, ray.init turns token auth on
+    # in os.environ for good (RAY_AUTH_MODE=token), and the clusters later tests start in
+    # this process would then refuse their token-less driver subprocesses.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
 
     model_dir, clean = staggered
     out = tmp_path / "run"
