@@ -124,7 +124,20 @@ def typed_actor(cls: type) -> type:
             self._load_error = LoadFailure(f"{type(e).__name__}: {str(e).strip()[-500:]}")
 
     def wrap(name, fn):
-        if inspect.iscoroutinefunction(fn):
+        if inspect.isasyncgenfunction(fn):          # an async streaming method (vLLM actor)
+            async def method(self, *args, **kwargs):
+                try:
+                    async for item in fn(self, *args, **kwargs):
+                        yield item
+                except Exception as e:  # noqa: BLE001
+                    raise_typed(e)
+        elif inspect.isgeneratorfunction(fn):       # a streaming method: typed as it yields
+            def method(self, *args, **kwargs):
+                try:
+                    yield from fn(self, *args, **kwargs)
+                except Exception as e:  # noqa: BLE001
+                    raise_typed(e)
+        elif inspect.iscoroutinefunction(fn):
             async def method(self, *args, **kwargs):
                 if name == "ready" and self._load_error is not None:
                     raise self._load_error
@@ -170,21 +183,30 @@ class RemoteCall:
 class ActorGroup:
     """Driver-side handle of one replica made of one or more actors. Quacks like an actor
     handle for the driver: `ready.remote()`, `run.remote(samples)` (store rows) and
-    `generate.remote(samples)` (SampleResults) each return ONE ObjectRef; `kill()` stops every
-    actor (ray.kill on this object would not), after `close()` (a list of refs) had up to
-    CLOSE_S to shut its engines down (a vLLM EngineCore process must not outlive its actor)."""
+    `generate.remote(samples)` (SampleResults) each return ONE ObjectRef; `run_stream`, where
+    the replica has one (else None), returns an ObjectRefGenerator of store-row lists as
+    samples finish; `kill()` stops every actor (ray.kill on this object would not), after
+    `close()` (a list of refs) had up to CLOSE_S to shut its engines down (a vLLM EngineCore
+    process must not outlive its actor)."""
 
     CLOSE_S = 30.0
 
-    def __init__(self, actors: dict[str, Any], ready, run, generate, close=None):
+    def __init__(self, actors: dict[str, Any], ready, run, generate, close=None,
+                 run_stream=None):
         self.actors = dict(actors)
         self.ready, self.run, self.generate = RemoteCall(ready), RemoteCall(run), RemoteCall(generate)
         self.close = close
+        self.run_stream = RemoteCall(run_stream) if run_stream is not None else None
 
     @classmethod
-    def single(cls, name: str, actor) -> "ActorGroup":
-        """One actor with `ready`, `run` and `generate` methods of its own."""
-        return cls({name: actor}, actor.ready.remote, actor.run.remote, actor.generate.remote)
+    def single(cls, name: str, actor, stream: bool = False) -> "ActorGroup":
+        """One actor with `ready`, `run` and `generate` methods of its own; `stream`: and a
+        generator method `run_stream` (called as a Ray streaming generator)."""
+        run_stream = None
+        if stream:
+            run_stream = actor.run_stream.options(num_returns="streaming").remote
+        return cls({name: actor}, actor.ready.remote, actor.run.remote, actor.generate.remote,
+                   run_stream=run_stream)
 
     def kill(self, no_restart: bool = True, close: bool = True) -> None:
         """Stop every actor; `close=False` skips the clean close (a hung replica would not

@@ -5,7 +5,8 @@ Two plain classes (usable without Ray; `remote_form(cls)` is the actor):
 - `VLLMReplica`: a vLLM engine in an async actor. `generate`/`run` evaluate baseline or TextMAS
   on vLLM, one request chain per sample (latentmas_ray/run/streaming.py); `judge`/`judge_rows` run
   phase 2 of the hybrid LatentMAS (decode the judgers from the shipped `LatentBatch`). Rows
-  come from the core's one row builder (latentmas_ray/run/rows.py).
+  come from the core's one row builder (latentmas_ray/run/rows.py). `run_stream` and
+  `judge_stream` are Ray streaming generators: each sample's rows as it finishes.
 - `LatentReplica`: an HF engine running phase 1 of the hybrid (`latent`: the three latent
   agents, returning the judgers' input embeddings on the CPU).
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 from actors.common import (ActorGroup, actor_options, local_model_path, quiet_progress_bars,
                            receive, remote_form, ship, where)
@@ -107,6 +108,13 @@ class VLLMReplica:
         self.batches += 1
         return await self.stream.run(list(samples))
 
+    async def run_stream(self, samples: Sequence) -> AsyncIterator[list[dict[str, Any]]]:
+        """`run`, yielding each sample's rows as it finishes (a Ray streaming generator)."""
+        assert self.stream.sample_fn is not None, "this replica serves the hybrid judger"
+        self.batches += 1
+        async for rows in self.stream.run_stream(list(samples)):
+            yield rows
+
     # the hybrid judger
     async def judge(self, box, with_stats: bool = False):
         """Phase 2 on a LatentBatch (or the box `LatentReplica.latent` shipped it in): every
@@ -128,6 +136,14 @@ class VLLMReplica:
 
         results, _, samples = await self.judge(box, with_stats=True)
         return rows_for(self.cfg, samples, results)
+
+    async def judge_stream(self, box) -> AsyncIterator[list[dict[str, Any]]]:
+        """`judge_rows`, yielding each sample's rows as its judger ends (a Ray streaming
+        generator: the driver writes them while the batch's slower judgers still decode)."""
+        batch, transfer_ms = await asyncio.to_thread(receive, box)
+        self.batches += 1
+        async for rows in self.stream.judge_stream(batch, transfer_ms):
+            yield rows
 
     def close(self) -> None:
         """Stop the EngineCore process (ActorGroup.kill calls this before killing the actor)."""
@@ -223,7 +239,9 @@ def start_hybrid_replica(cfg: RunConfig, model_path: str | None,
                       ready=lambda: vllm.ready.remote(hf.ready.remote()),
                       run=lambda samples: vllm.judge_rows.remote(hf.latent.remote(samples)),
                       generate=lambda samples: vllm.judge.remote(hf.latent.remote(samples)),
-                      close=lambda: [vllm.close.remote()])
+                      close=lambda: [vllm.close.remote()],
+                      run_stream=lambda samples: vllm.judge_stream.options(
+                          num_returns="streaming").remote(hf.latent.remote(samples)))
 
 
 def start_vllm_replica(cfg: RunConfig, model_path: str | None, prompts: dict[str, str] | None,
@@ -241,4 +259,5 @@ def start_vllm_replica(cfg: RunConfig, model_path: str | None, prompts: dict[str
         max_concurrency=VLLM_ACTOR_CONCURRENCY,
     )).remote(cfg, model_path, prompts or {})
     return ActorGroup({"vllm": actor}, actor.ready.remote, actor.run.remote,
-                      actor.generate.remote, close=lambda: [actor.close.remote()])
+                      actor.generate.remote, close=lambda: [actor.close.remote()],
+                      run_stream=actor.run_stream.options(num_returns="streaming").remote)

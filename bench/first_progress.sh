@@ -3,7 +3,10 @@
 # local-cluster example submitted with `ray job submit`, default flags otherwise. Prints
 #   seconds from the submit to the first progress line with done > 0 (`ray job logs`)
 #   at STOP_AFTER seconds (default 120): the last progress line, then `ray job stop`
-#   the rows on disk after the stop (every written batch stays; what was running is lost)
+#   the rows on disk after the stop, against the samples the replicas had finished before
+#   it (each replica appends every sample it finishes to $LATENTMAS_FINISHED_LOG, an audit
+#   file this script sets for the cluster's processes; actors/hf_actor.py): a finished
+#   sample missing from the disk is lost work
 #
 #   bash bench/first_progress.sh                       # the README's example
 #   bash bench/first_progress.sh --generate_bs 20      # extra flags: e.g. the reference's batch
@@ -20,6 +23,8 @@ STOP_AFTER=${STOP_AFTER:-120}
 WORK=$(mktemp -d /tmp/first-progress-XXXX)
 STATE=$WORK/cluster
 OUT=$PWD/results/first-progress-$(date +%s)
+export LATENTMAS_FINISHED_LOG=$WORK/finished.log     # the replicas inherit it from `ray start`
+: >"$LATENTMAS_FINISHED_LOG"
 python cluster/local_cluster.py start --workers 2 --state-dir "$STATE" >"$WORK/start.out" \
     2>"$WORK/start.err" || { cat "$WORK/start.err"; exit 1; }
 eval "$(grep '^export ' "$WORK/start.out")"       # the line start prints to paste
@@ -43,16 +48,23 @@ done
 [ -n "$first" ] || echo "first progress with done > 0: none within $STOP_AFTER s"
 echo "last progress line before the stop:"
 echo "  $(ray job logs "$ID" 2>/dev/null | grep '^progress' | tail -1)"
+T_STOP=$(date +%s.%N)
 ray job stop "$ID" >/dev/null 2>&1
 sleep 5
-python - "$OUT" <<'PY'
+python - "$OUT" "$LATENTMAS_FINISHED_LOG" "$T_STOP" <<'PY'
 import pathlib, sys
 import pyarrow.parquet as pq
-out = pathlib.Path(sys.argv[1])
+out, audit, t_stop = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), float(sys.argv[3])
 ids = [i for f in sorted((out / "parts").glob("part-*.parquet"))
        for i in pq.read_table(f).column("id").to_pylist()]
 print(f"after `ray job stop`: {len(ids)} rows on disk ({len(set(ids))} distinct samples); "
       "a resubmit resumes from them")
+lines = [ln.split() for ln in audit.read_text().splitlines() if ln.strip()]
+before = {i for t, i in lines if float(t) < t_stop}
+lost = sorted(before - set(ids))
+print(f"finished on the replicas before the stop: {len(before)} samples "
+      f"({len(lines)} by the time they were killed); finished and not on disk: {len(lost)}"
+      + (f" ({', '.join(lost[:8])})" if lost else ""))
 PY
 python cluster/local_cluster.py stop --state-dir "$STATE" >/dev/null
 rm -rf "$WORK"

@@ -50,6 +50,7 @@ from jobs.fleet import Fleet
 from jobs.monitor import Monitor
 from jobs.replicas import HFFactory, HybridFactory, ReplicaFactory, VLLMFactory
 from jobs.scheduler import Scheduler
+from jobs.streams import RowStreams
 from jobs.deadlines import Deadlines
 from jobs.stop import NO_STOP, STOP_CLOSE_S, StopSignal
 from latentmas_ray.spec.identity import precision_identity
@@ -164,10 +165,12 @@ def run_on_ray(cfg, loaded_task, store, model_path, prompts, *, console=None,
         release(driver.fleet.groups() if driver else None, owned)
 
 
-class Driver:
+class Driver(RowStreams):
     """The sampling loop: assign batches, wait for any result, write it, handle faults.
 
-    In flight, by ObjectRef: ("run", (ticket, samples)) -> store rows; ("gen", ...) ->
+    In flight, by ObjectRef: ("run", (ticket, samples)) -> store rows; ("stream", (ticket,
+    samples not yet written)) -> an ObjectRefGenerator of store rows as samples finish
+    (jobs/streams.py); ("gen", ...) ->
     SampleResults of a code batch, which then go to a ("score", ...) CPU task; the fleet's
     ("pg" | "load" | "ping", n) refs (jobs/fleet.py)."""
 
@@ -208,6 +211,7 @@ class Driver:
         with self.monitor.running():
             while not self.sched.finished:
                 if self.stop.requested:
+                    self.keep_finished()
                     raise Stopped(f"{self.stop.requested}: {self.sched.remaining} sample(s) not "
                                   "run; rerun the same command to resume")
                 self.fleet.tick()
@@ -224,14 +228,19 @@ class Driver:
                 if ready:   # take every result already there, not one per turn
                     ready, _ = ray.wait(list(self.inflight), num_returns=len(self.inflight),
                                         timeout=0)
-                for ref in ready:
-                    kind, what = self.inflight.pop(ref)
-                    if kind in ("pg", "load", "ping"):
-                        self.fleet.on_ref(kind, ref, what)
-                    else:
-                        self.on_result(ref, kind, *what)
+                self.take(ready)
                 self.monitor.tick(len(self.sched.live_replicas()), self.in_flight_work())
         return time.perf_counter() - (start or time.perf_counter())
+
+    def take(self, ready: list) -> None:
+        for ref in ready:
+            kind, what = self.inflight.pop(ref)
+            if kind in ("pg", "load", "ping"):
+                self.fleet.on_ref(kind, ref, what)
+            elif kind == "stream":
+                self.on_stream(ref, *what)
+            else:
+                self.on_result(ref, kind, *what)
 
     def join(self) -> None:
         """Replicas the fleet brought up since the last turn get work (after the start)."""
@@ -246,7 +255,8 @@ class Driver:
 
     def in_flight_work(self) -> tuple[int, int, float]:
         """(samples handed out and not yet written, their batches, seconds the oldest is out)."""
-        out = [what for kind, what in self.inflight.values() if kind in ("run", "gen", "score")]
+        out = [what for kind, what in self.inflight.values()
+               if kind in ("run", "stream", "gen", "score")]
         now = time.perf_counter()
         oldest = max((now - self.sent_at.get(ticket, now) for ticket, _ in out), default=0.0)
         return sum(len(samples) for _, samples in out), len(out), oldest
@@ -258,6 +268,8 @@ class Driver:
             self.deadlines.start(ticket.serial, ticket.replica, len(samples))
             if any(s.kind == "code" for s in samples):
                 self.inflight[h.generate.remote(samples)] = ("gen", (ticket, samples))
+            elif getattr(h, "run_stream", None) is not None:   # rows as samples finish
+                self.inflight[h.run_stream.remote(samples)] = ("stream", (ticket, list(samples)))
             else:
                 self.inflight[h.run.remote(samples)] = ("run", (ticket, samples))
 

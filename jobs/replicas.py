@@ -120,7 +120,7 @@ class HFFactory(ReplicaFactory):
 
         actor = remote_form(HFReplica).options(**self.actor_options(pg, 0)).remote(
             self.cfg, self.model_path, self.prompts, self.actor_threads)
-        return ActorGroup.single("hf", actor)
+        return ActorGroup.single("hf", actor, stream=True)    # rows as samples finish
 
 
 class VLLMStreaming(ReplicaFactory):

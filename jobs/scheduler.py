@@ -28,6 +28,9 @@ Life of a batch (a run of consecutive pending samples, at most `batch_size` of t
   run of failures and no success (a lone replica has nobody to be compared with); the driver
   replaces them. Split halves do not inherit a batch's failures, so one bad sample never
   strikes the replicas it failed on.
+- Partial results: a replica that streams rows as samples finish hands them in with
+  `partial(ticket, ids)` (current ticket only): they are complete at once and leave the
+  batch, which runs on; a failure or loss after that requeues only its unfinished samples.
 - Memory: batches are cut from the pending samples as they are handed out (the samples may
   be a lazily read SampleFile: tasks/sample_file.py), a finished batch drops its samples,
   completions are counted, not remembered by id; a given-up sample's error is kept by id. A
@@ -237,6 +240,24 @@ class Scheduler(Generic[S]):
             self.generated(t)
         self.completed += len(b.samples)     # once: the batch is done, its ticket spent
         b.state, b.ticket, b.samples = "done", None, []
+        return True
+
+    def partial(self, t: Ticket, ids: Iterable[str]) -> bool:
+        """Some samples of a generating batch finished (a replica that streams its rows as
+        samples finish). True exactly when the caller must write their rows: the ticket is the
+        batch's current one and every id is one of its unfinished samples. They count as
+        complete and leave the batch; the rest keep running on the same ticket, and only they
+        are requeued if the replica then dies or hangs. Ids that are the batch's last finish
+        it as `complete` does. A stale ticket, or an id not unfinished in the batch (a repeat),
+        is refused and changes nothing, so no sample is written twice."""
+        b = self._current(t, "generating")
+        ids = set(ids)
+        if b is None or not ids or not ids <= {s.id for s in b.samples}:
+            return False
+        if len(ids) == len(b.samples):
+            return self.complete(t)
+        self.completed += len(ids)          # once: they leave the batch's unfinished samples
+        b.samples = [s for s in b.samples if s.id not in ids]
         return True
 
     def failed(self, t: Ticket, error: str, *, lost: bool = False,

@@ -253,3 +253,96 @@ def test_batches_are_cut_when_handed_out_and_completions_are_counted():
     assert todo.read == 1000 and sch.remaining == 0
     assert all(b.samples == [] for b in sch.batches.values())
     sch.check()
+
+
+# ----- partial results: a replica streams the rows of samples as they finish ----------------
+
+def test_partial_completes_finished_samples_and_the_rest_runs_on():
+    sch = Scheduler(samples(5), 5, max_in_flight=1)
+    sch.add_replica("a")
+    ((t, batch),) = sch.assign()
+    assert sch.partial(t, {"1", "3"})
+    assert sch.remaining == 3 and sch.completed == 2
+    assert ids(sch.batches[t.batch].samples) == ["0", "2", "4"]     # 1 and 3 left the batch
+    assert sch.in_flight("a") == 1                      # the batch still runs on its ticket
+    sch.check()
+    assert not sch.partial(t, {"1"})                    # a repeat: refused, nothing written twice
+    assert not sch.partial(t, {"0", "3"})               # ... even beside a new id: all refused
+    assert not sch.partial(t, {"9"}) and not sch.partial(t, set())
+    assert sch.completed == 2 and ids(sch.batches[t.batch].samples) == ["0", "2", "4"]
+    assert sch.partial(t, {"0"})
+    assert sch.partial(t, {"2", "4"})                   # the last ones finish the batch
+    assert sch.finished and sch.in_flight("a") == 0 and sch.replicas["a"].batches_done == 1
+    assert not sch.complete(t)                          # and it is complete exactly once
+    sch.check()
+
+
+def test_partial_then_the_replica_dies_requeues_only_the_unfinished():
+    sch = Scheduler(samples(4), 4, max_in_flight=1)
+    for r in "ab":
+        sch.add_replica(r)
+    ((t, batch),) = sch.assign()
+    assert sch.partial(t, {"0", "2"})
+    assert sch.replica_down(t.replica) == []
+    sch.check()
+    ((t2, again),) = sch.assign()
+    assert ids(again) == ["1", "3"] and t2.replica != t.replica
+    assert not sch.partial(t, {"1"})                    # the dead replica's stream: stale
+    assert not sch.complete(t)
+    assert sch.partial(t2, {"3"}) and sch.complete(t2)
+    assert sch.finished and sch.completed == 4
+    sch.check()
+
+
+def test_partial_then_a_failure_requeues_and_splits_only_the_unfinished():
+    sch = Scheduler(samples(4), 4, max_in_flight=1, max_attempts=1)
+    sch.add_replica("a")
+    ((t, _),) = sch.assign()
+    assert sch.partial(t, {"1"})
+    assert sch.failed(t, "boom") == []                  # split: halves of what is left
+    (t1, first), = sch.assign()
+    assert ids(first) == ["0", "2"]
+    assert sch.complete(t1)
+    (t2, second), = sch.assign()
+    assert ids(second) == ["3"]
+    assert not sch.partial(t, {"3"})                    # the failed attempt's ticket is stale
+    assert sch.complete(t2) and sch.finished
+    sch.check()
+
+
+def test_partial_is_refused_while_scoring_and_for_an_unknown_ticket():
+    """A batch past generation (code: scored by a CPU task) takes no partial rows."""
+    sch = Scheduler(samples(2), 2, max_in_flight=1)
+    sch.add_replica("a")
+    ((t, _),) = sch.assign()
+    assert sch.generated(t)
+    assert not sch.partial(t, {"0"})
+    assert sch.complete(t) and sch.finished
+
+
+def test_partial_results_in_random_orders_complete_each_sample_exactly_once():
+    rng = random.Random(7)
+    for trial in range(50):
+        n = rng.randint(1, 12)
+        sch = Scheduler(samples(n), rng.randint(1, 5), max_in_flight=2)
+        for r in "abc":
+            sch.add_replica(r)
+        written: list[str] = []
+        for _ in range(500):
+            if sch.finished:
+                break
+            for t, batch in sch.assign():
+                left = ids(batch)
+                while left:
+                    roll = rng.random()
+                    if roll < 0.1:                  # the replica dies mid-batch
+                        sch.replica_down(t.replica)
+                        sch.replica_up(t.replica)
+                        break
+                    part = set(rng.sample(left, rng.randint(1, len(left))))
+                    if sch.partial(t, part):
+                        written += sorted(part)
+                    left = [i for i in left if i not in part]
+                sch.check()
+        assert sch.finished, trial
+        assert sorted(written, key=int) == [str(i) for i in range(n)], trial

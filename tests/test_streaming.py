@@ -275,3 +275,37 @@ def test_streamed_hybrid_judger_equals_judge_phase(engine, smollm2_dir, gsm8k):
     for a in ref:
         assert rows[a.id]["agents"][-1]["output_ids"] == a.agents[-1].output_ids
         assert rows[a.id]["latent_steps"] == 3 * cfg.method.latent_steps
+
+
+@pytest.mark.vllm
+def test_the_vllm_replica_streams_each_samples_rows_once(engine, smollm2_dir, gsm8k):
+    """`run_stream` / `judge_stream` (the actor's Ray streaming generators, here without Ray):
+    one list per sample as it finishes, the rows `run` / `judge_rows` return for the batch."""
+    from actors.common import typed_actor
+    from actors.vllm_actor import VLLMReplica
+    from latentmas_ray.engines.hf import HFEngine
+    from latentmas_ray.methods import hybrid
+
+    async def collect(stream):
+        return [rows async for rows in stream]
+
+    def untimed(r: dict) -> dict:       # wall-clock figures differ between two runs
+        return {**r, "seconds": 0.0, "agents": [{**a, "seconds": 0.0} for a in r["agents"]],
+                "hops": [{**h, "ms": 0.0} for h in r["hops"]]}
+
+    def same(parts, whole):
+        assert [len(p) for p in parts] == [1] * len(whole)
+        got = {p[0]["id"]: p[0] for p in parts}
+        assert sorted(got) == sorted(r["id"] for r in whole)           # each exactly once
+        for r in whole:
+            assert untimed(got[r["id"]]) == untimed(r)
+
+    cfg = _run_cfg("baseline", max_new=16)
+    rep = typed_actor(VLLMReplica)(cfg, smollm2_dir, {}, engine=engine)
+    same(asyncio.run(collect(rep.run_stream(gsm8k[:6]))), asyncio.run(rep.run(gsm8k[:6])))
+
+    cfg = _run_cfg("latent_mas", max_new=16)
+    batch = hybrid.latent_phase(HFEngine.load(FP32_CPU, smollm2_dir), gsm8k[:3], cfg.method, 42)
+    rep = typed_actor(VLLMReplica)(cfg, smollm2_dir, {}, engine=engine)
+    whole = asyncio.run(rep.judge_rows(batch))
+    same(asyncio.run(collect(rep.judge_stream(batch))), whole)

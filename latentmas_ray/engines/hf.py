@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -41,6 +42,9 @@ from . import packed_linear as packed
 from .text import SamplingParams, TextSide, resolve_dtype
 
 log = logging.getLogger(__name__)
+
+# generate's `on_finished(rows, tokens)`: rows that ended, as original indices, and their ids
+RowsFinished = Callable[[list[int], list[list[int]]], None]
 
 
 def compiled_steps(decoder):
@@ -282,7 +286,8 @@ class HFEngine(TextSide):
     @torch.no_grad()
     def generate(self, kv: BatchKV, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
                  sp: SamplingParams, generators: list[torch.Generator | None] | None = None,
-                 num_return_sequences: int = 1) -> list[list[int]]:
+                 num_return_sequences: int = 1,
+                 on_finished: RowsFinished | None = None) -> list[list[int]]:
         """Prefill the LEFT-padded prompt `ids` [B, L] after `kv`, then decode.
 
         num_return_sequences K: the prompt is prefilled ONCE per row; then the memory and the
@@ -295,6 +300,12 @@ class HFEngine(TextSide):
         A finished row draws no more random numbers and never influences the others; it is
         dropped from the batch (and from `kv`, which this call consumes) once at least half
         of the batch is finished, so the compaction copy is paid rarely.
+
+        on_finished(rows, tokens): told at the step where rows end (their stop token, or the
+        length limit at the last step), before a compaction drops them: the rows' original
+        indices (0..B*K-1) and their token ids, exactly what the return value holds for them.
+        Every row is told exactly once, in order of finishing, all before this returns; the
+        tokens and the return value are those of a run without it.
         """
         assert max_new_tokens >= 1 and num_return_sequences >= 1
         k = num_return_sequences
@@ -314,13 +325,15 @@ class HFEngine(TextSide):
         done = torch.zeros(b, dtype=torch.bool, device=self.device)                # [b]
         finished = [False] * b                           # host copy of `done`
         one = torch.ones(b, 1, dtype=torch.long, device=self.device)              # [b, 1]
+        told = _Teller(on_finished, b, self._cut_at_stop)     # host copy of `rows`, who was told
         for step in range(max_new_tokens):
             tok = self.pick(self.logits(h), sp, generators, finished)             # [b]
             out[rows, step] = tok
             if step == max_new_tokens - 1:
                 break
             done |= torch.isin(tok, stops)
-            finished = done.tolist()                     # the step's one host sync
+            before, finished = finished, done.tolist()   # the step's one host sync
+            told.newly(out, before, finished)
             n_done = sum(finished)
             if n_done == len(finished):
                 break
@@ -332,5 +345,36 @@ class HFEngine(TextSide):
                 generators = [generators[i] for i in keep]
                 finished = [False] * len(keep)
                 one = one[:len(keep)]
+                told.keep(keep)
             h = self.forward(kv, one, input_ids=tok[:, None])[:, -1, :]            # [b, D]
+        told.rest(out)                                   # the length limit (or all stopped)
         return [self._cut_at_stop(r) for r in out.tolist()]
+
+
+class _Teller:
+    """HFEngine.generate's `on_finished`: which original row each batch row is (the host twin
+    of `rows`, compacted alike) and which were told; nothing at all without a callback."""
+
+    def __init__(self, on_finished: RowsFinished | None, b: int, cut: Callable):
+        self.on_finished, self.cut = on_finished, cut
+        self.rows = list(range(b))          # batch row -> original row
+        self.untold = set(self.rows)
+
+    def newly(self, out: torch.Tensor, before: list[bool], now: list[bool]) -> None:
+        """Rows that `now` are finished and `before` were not (this step's stop tokens)."""
+        if self.on_finished is not None:
+            self.tell(out, [self.rows[i] for i, (a, n) in enumerate(zip(before, now)) if n and not a])
+
+    def keep(self, keep: list[int]) -> None:
+        self.rows = [self.rows[i] for i in keep]
+
+    def rest(self, out: torch.Tensor) -> None:
+        if self.on_finished is not None:
+            self.tell(out, sorted(self.untold))
+
+    def tell(self, out: torch.Tensor, rows: list[int]) -> None:
+        if not rows:
+            return
+        self.untold -= set(rows)
+        idx = torch.tensor(rows, device=out.device)
+        self.on_finished(rows, [self.cut(r) for r in out.index_select(0, idx).tolist()])

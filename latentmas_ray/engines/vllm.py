@@ -238,17 +238,22 @@ class VLLMEngine(TextSide):
 
     def generate(self, kv, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
                  sp: SamplingParams, generators: list[torch.Generator | None] | None = None,
-                 num_return_sequences: int = 1) -> list[list[int]]:
+                 num_return_sequences: int = 1, on_finished=None) -> list[list[int]]:
         """The HF engine's contract: LEFT-padded ids [B, L] + mask -> each row's new token ids
         (stop token included; B x K lists). `kv` must be empty (an EmptyMemory or an empty
         BatchKV). generators: B x K (one per completion); a request's vLLM seed is drawn from
-        its completion-0 generator (vLLM seeds the other children from it)."""
+        its completion-0 generator (vLLM seeds the other children from it). on_finished(rows,
+        tokens): this batch form tells every row once, at its end (rows finishing one by one
+        is the streamed form's: agenerate, run/streaming.py)."""
         assert getattr(kv, "length", 0) == 0, "vLLM cannot continue a foreign KV cache"
         b, k = ids.shape[0], num_return_sequences
         generators = generators if generators is not None else [None] * (b * k)
         assert len(generators) == b * k
         rows = [ids[i][mask[i].bool()].tolist() for i in range(b)]
-        return self.generate_ids(rows, max_new_tokens, sp, call_seeds(generators[::k]), n=k)
+        outs = self.generate_ids(rows, max_new_tokens, sp, call_seeds(generators[::k]), n=k)
+        if on_finished is not None:
+            on_finished(list(range(len(outs))), outs)
+        return outs
 
     # ----- requests --------------------------------------------------------------------------
     def vllm_params(self, sp: SamplingParams, max_new_tokens: int, seed: int | None, n: int = 1):

@@ -35,8 +35,8 @@ from ..latent.memory import AttentionMass, apply_memory
 from ..latent.rollout import run_latent_agent
 from ..prompts import AGENT_ROLES, agent_messages, team_for
 from .latent_inputs import LatentRecorder
-from .result import (AgentTrace, SampleResult, Stopwatch, completions, engine_for, engine_label,
-                     finish, generators_for, sampling_for)
+from .result import (AgentTrace, Finished, OnResults, SampleResult, Stopwatch, completions,
+                     engine_for, engine_label, finish, generators_for, sampling_for)
 
 LATENT_ROLES = AGENT_ROLES[:-1]     # the built-in thinking roles: planner, critic, refiner
 
@@ -82,25 +82,29 @@ def latent_agent_step(engine, kv, samples, role: str, method_cfg, realign,
 
 
 def judger_step(engine, kv, samples, method_cfg, run_seed: int, traces: list[list[AgentTrace]],
-                prompts: dict[str, str] | None = None) -> list[SampleResult]:
+                prompts: dict[str, str] | None = None, on_results: OnResults | None = None
+                ) -> list[SampleResult]:
     """The judger reads `kv` (the latent agents' memory) and decodes; `traces` are the earlier
     agents' traces per sample. Consumes kv. Returns B x K results, sample-major (K =
-    method_cfg.num_return_sequences: one prefill per sample, the memory forked K ways)."""
+    method_cfg.num_return_sequences: one prefill per sample, the memory forked K ways).
+    on_results: hears each sample's K results as soon as its rows finish (result.Finished)."""
     b, k = len(samples), completions(method_cfg)
-    clock = Stopwatch(engine)
+    answerer = team_for(method_cfg).answerer
+
+    def build(row: int, out: list[int], seconds: float) -> SampleResult:
+        return judger_result(engine, samples[row // k].id, answerer, prompt_ids[row // k], out,
+                             traces[row // k], seconds, k=k, j=row % k)
+
+    finished = Finished(engine, b * k, k, build, on_results)
     if not judger_uses_memory(method_cfg):
         kv = engine.new_memory(b)
-    answerer = team_for(method_cfg).answerer
     prompt_ids = role_prompt_ids(engine, samples, answerer.role, method_cfg, prompts)
     ids, mask = engine.pad_left(prompt_ids)                               # [B, L]
-    outs = engine.generate(kv, ids, mask, method_cfg.max_new_tokens,
-                           sampling_for(engine, method_cfg),
-                           generators_for(engine, samples, method_cfg, run_seed),
-                           **({"num_return_sequences": k} if k > 1 else {}))   # B*K rows
-    per_row = clock.lap() / (b * k)
-    return [judger_result(engine, samples[row // k].id, answerer, prompt_ids[row // k], out,
-                          traces[row // k], per_row, k=k, j=row % k)
-            for row, out in enumerate(outs)]
+    engine.generate(kv, ids, mask, method_cfg.max_new_tokens, sampling_for(engine, method_cfg),
+                    generators_for(engine, samples, method_cfg, run_seed),
+                    **({"num_return_sequences": k} if k > 1 else {}),     # B*K rows
+                    on_finished=finished)
+    return finished.all()
 
 
 def judger_result(engine, sample_id: str, answerer, prompt_ids: list[int], out: list[int],
@@ -120,11 +124,14 @@ def judger_result(engine, sample_id: str, answerer, prompt_ids: list[int], out: 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
               prompts: dict[str, str] | None = None,
-              save_latents: bool = False, engines: dict | None = None) -> list[SampleResult]:
+              save_latents: bool = False, engines: dict | None = None,
+              on_results: OnResults | None = None) -> list[SampleResult]:
     """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts.
     save_latents: attach every latent step's hidden state and fed vector to each sample's
     completion-0 result (`SampleResult.latents`, on the CPU, fp32) for `latentmas-ray inspect`.
-    engines: the per-agent checkpoints' engines (model -> engine); `engine` runs the others."""
+    engines: the per-agent checkpoints' engines (model -> engine); `engine` runs the others.
+    on_results: hears each sample's K results as its judger rows finish (see judger_step),
+    latents attached."""
     assert samples, "empty batch"
     team = team_for(method_cfg)
     latents: list[dict] = [{} for _ in samples]
@@ -140,11 +147,15 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
         if recorder is not None:
             for i, saved in enumerate(recorder.take()):
                 latents[i][agent.role] = saved
-    results = judger_step(engine_for(team.answerer, engine, engines), kv, samples, method_cfg,
-                          run_seed, traces, prompts)
-    if save_latents:
-        k = completions(method_cfg)
-        for row, r in enumerate(results):
-            if r.sample_index == 0:
-                r.latents = latents[row // k]
-    return results
+    index = {s.id: i for i, s in enumerate(samples)}
+
+    def with_latents(results: list[SampleResult]) -> list[SampleResult]:
+        if save_latents:                # completion 0 of each sample carries its latents
+            for r in results:
+                if r.sample_index == 0:
+                    r.latents = latents[index[r.id]]
+        return results
+
+    heard = None if on_results is None else (lambda rs: on_results(with_latents(rs)))
+    return with_latents(judger_step(engine_for(team.answerer, engine, engines), kv, samples,
+                                    method_cfg, run_seed, traces, prompts, heard))

@@ -5,8 +5,10 @@ Accounting (the definitions the reports use):
 - generated_tokens: new tokens decoded, summed over agents; a stop token that ends a call IS
   counted (it is the last id of output_ids), as in HF generate's output sequences.
 - latent_steps: latent vectors fed, summed over agents (LatentMAS: 3 * m; others: 0).
-- seconds: a batch runs as one unit, so its wall time is split evenly over its samples
-  (per agent: that agent's phase time / B). Sums over samples equal the real wall time.
+- seconds: a batch runs as one unit, so its wall time is split over its samples (per agent:
+  that agent's phase time / B). The answering agent's decode is shared by the rows still
+  running: a row that stops early is charged its share of the time until it stopped, the
+  others share the rest (`Finished`). Sums over samples equal the real wall time.
 - hops: what crossed between processes for this sample (the hybrid's judger input, a
   disaggregated run's working memory between role actors): bytes and milliseconds per hop.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -134,3 +137,45 @@ class Stopwatch:
         t = time.perf_counter()
         dt, self.t0 = t - self.t0, t
         return dt
+
+
+# a method's `on_results`: the K results of each sample that finished, as soon as it has
+OnResults = Callable[[list[SampleResult]], None]
+
+
+class Finished:
+    """The answering decode's B x K results, built as its rows finish: the engine's
+    `on_finished(rows, tokens)` (engines/hf.py generate; vLLM's batch form tells every row at
+    its end). `build(row, tokens, seconds)` makes a row's SampleResult; `on_results` hears the
+    K results of each sample once its K rows are built (each sample exactly once). seconds:
+    the decode's wall time shared by the rows still running (the module's accounting), from
+    this object's creation."""
+
+    def __init__(self, engine, rows: int, k: int,
+                 build: Callable[[int, list[int], float], SampleResult],
+                 on_results: OnResults | None = None):
+        self.engine, self.k, self.build, self.on_results = engine, k, build, on_results
+        self.results: list[SampleResult | None] = [None] * rows
+        self.running = rows
+        self.share = 0.0            # seconds each row still running has been charged so far
+        engine.sync()
+        self.t = time.perf_counter()
+
+    def __call__(self, rows: list[int], tokens: list[list[int]]) -> None:
+        self.engine.sync()
+        t = time.perf_counter()
+        self.share += (t - self.t) / max(self.running, 1)
+        self.t, self.running = t, self.running - len(rows)
+        for row, out in zip(rows, tokens):
+            assert self.results[row] is None, f"row {row} finished twice"
+            self.results[row] = self.build(row, out, self.share)
+        if self.on_results is not None:
+            k = self.k
+            done = sorted({r // k for r in rows
+                           if all(x is not None for x in self.results[r // k * k:(r // k + 1) * k])})
+            if done:
+                self.on_results([self.results[i * k + j] for i in done for j in range(k)])
+
+    def all(self) -> list[SampleResult]:
+        assert all(r is not None for r in self.results), "a row was never finished"
+        return list(self.results)

@@ -15,16 +15,18 @@ from __future__ import annotations
 import time
 
 from ..prompts import agent_messages, team_for
-from .result import (AgentTrace, SampleResult, Stopwatch, completions, engine_for, engine_label,
-                     finish, generators_for, sampling_for)
+from .result import (AgentTrace, Finished, OnResults, SampleResult, Stopwatch, completions,
+                     engine_for, engine_label, finish, generators_for, sampling_for)
 
 
 def run_batch(engine, samples, method_cfg, run_seed: int,
               prompts: dict[str, str] | None = None,
-              engines: dict | None = None) -> list[SampleResult]:
+              engines: dict | None = None, on_results: OnResults | None = None
+              ) -> list[SampleResult]:
     """prompts: user prompt templates (prompts.load_prompt_file); None = the built-in texts.
     The agents: prompts.team_for (built-in topology or --agents; the last one answers);
-    engines: per-agent checkpoints' engines (model -> engine)."""
+    engines: per-agent checkpoints' engines (model -> engine). on_results: hears each sample's
+    K chains as soon as the answering agent's rows finish (result.Finished); all are returned."""
     assert samples, "empty batch"
     k, team = completions(method_cfg), team_for(method_cfg)
     sp = sampling_for(engine, method_cfg)
@@ -33,25 +35,43 @@ def run_batch(engine, samples, method_cfg, run_seed: int,
     b = len(samples)
     contexts = [""] * b
     traces: list[list[AgentTrace]] = [[] for _ in range(b)]
-    texts = [""] * b
     clock = Stopwatch(engine)
-    for agent in team.agents:
+    for agent in team.thinkers:
         role, name, e = agent.role, agent.name, engine_for(agent, engine, engines)
-        prompt_ids = [e.tokenize(e.render(agent_messages(
-            "text_mas", team, agent, s.kind, s.question,
-            contexts[i][:method_cfg.text_mas_context_length], prompts)))
-            for i, s in enumerate(samples)]
+        prompt_ids = agent_prompts(e, team, agent, samples, contexts, method_cfg, prompts)
         ids, mask = e.pad_left(prompt_ids)                                # [B, L]
         outs = e.generate(e.new_memory(b), ids, mask, method_cfg.max_new_tokens, sp, gens)
         per_sample = clock.lap() / b
         for i in range(b):
-            texts[i] = e.decode(outs[i]).strip()
+            text = e.decode(outs[i]).strip()
             traces[i].append(AgentTrace(role, name, prompt_ids[i], outs[i], len(prompt_ids[i]),
-                                        len(outs[i]), 0, per_sample, texts[i], engine_label(e)))
-            if agent is not team.answerer:
-                contexts[i] += f"[{name}]:\n{texts[i]}\n\n"
-    return [finish(s.id, texts[i], traces[i], sum(a.seconds for a in traces[i]), i % k)
-            for i, s in enumerate(samples)]
+                                        len(outs[i]), 0, per_sample, text, engine_label(e)))
+            contexts[i] += f"[{name}]:\n{text}\n\n"
+    agent = team.answerer
+    e = engine_for(agent, engine, engines)
+
+    def build(i: int, out: list[int], seconds: float) -> SampleResult:
+        text = e.decode(out).strip()
+        chain = traces[i] + [AgentTrace(agent.role, agent.name, prompt_ids[i], out,
+                                        len(prompt_ids[i]), len(out), 0, seconds, text,
+                                        engine_label(e))]
+        return finish(samples[i].id, text, chain, sum(a.seconds for a in chain), i % k)
+
+    finished = Finished(e, b, k, build, on_results)
+    prompt_ids = agent_prompts(e, team, agent, samples, contexts, method_cfg, prompts)
+    ids, mask = e.pad_left(prompt_ids)                                    # [B, L]
+    e.generate(e.new_memory(b), ids, mask, method_cfg.max_new_tokens, sp, gens,
+               on_finished=finished)
+    return finished.all()
+
+
+def agent_prompts(engine, team, agent, samples, contexts: list[str], method_cfg,
+                  prompts: dict[str, str] | None) -> list[list[int]]:
+    """Each chain's prompt for `agent`, tokenized: it reads the earlier agents' text."""
+    return [engine.tokenize(engine.render(agent_messages(
+        "text_mas", team, agent, s.kind, s.question,
+        contexts[i][:method_cfg.text_mas_context_length], prompts)))
+        for i, s in enumerate(samples)]
 
 
 async def run_sample(engine, sample, method_cfg, run_seed: int,

@@ -8,9 +8,11 @@ engine, vLLM (baseline / TextMAS) or the hybrid (LatentMAS: HF latent agents, vL
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from latentmas_ray.methods.result import OnResults
 from latentmas_ray.run.rows import rows_for
 from latentmas_ray.spec.config import RunConfig
 from latentmas_ray.tasks.base import Sample
@@ -57,13 +59,40 @@ class Evaluator:
                                            prompt_embeds=False, seq_tokens=typical_seq_tokens(cfg))
         return cls(cfg, model_path, prompts, engine)
 
-    def generate(self, samples: Sequence[Sample]):
-        """B samples -> B x K SampleResults (K = --num_return_sequences), sample-major."""
-        extra = {"save_latents": True} if self.cfg.execution.save_latents else {}
+    @property
+    def streams(self) -> bool:
+        """Whether the method tells samples as they finish (`on_results`): the HF methods do;
+        the hybrid (HF agents, vLLM judger) returns its batch whole."""
+        return "on_results" in inspect.signature(self.method).parameters
+
+    def generate(self, samples: Sequence[Sample], on_results: OnResults | None = None):
+        """B samples -> B x K SampleResults (K = --num_return_sequences), sample-major.
+        on_results (methods that `stream`): hears each sample's K results as it finishes."""
+        extra: dict[str, Any] = {"save_latents": True} if self.cfg.execution.save_latents else {}
         if self.engines:
             extra["engines"] = self.engines
+        if on_results is not None:
+            extra["on_results"] = on_results
         return self.method(self.engine, list(samples), self.cfg.method, self.cfg.seed,
                            prompts=self.prompts, **extra)
 
-    def run(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:
-        return rows_for(self.cfg, samples, self.generate(samples))
+    def run(self, samples: Sequence[Sample],
+            on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+        """The batch's store rows. on_rows: hears the scored rows of samples as they finish
+        (where the method `streams`); the rows it heard are not returned, so each sample's
+        rows come exactly once, through on_rows or the return value."""
+        samples = list(samples)
+        if on_rows is None or not self.streams:
+            return rows_for(self.cfg, samples, self.generate(samples))
+        by_id = {s.id: s for s in samples}
+        told: set[str] = set()
+
+        def heard(results) -> None:
+            ids = list(dict.fromkeys(r.id for r in results))          # samples, in order
+            rows = rows_for(self.cfg, [by_id[i] for i in ids], results)
+            told.update(ids)
+            on_rows(rows)
+
+        results = [r for r in self.generate(samples, heard) if r.id not in told]
+        rest = [s for s in samples if s.id not in told]
+        return rows_for(self.cfg, rest, results) if rest else []

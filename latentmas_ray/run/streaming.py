@@ -7,6 +7,8 @@ barriers. The form every vLLM run takes, in this process and inside the vLLM Ray
                                               TextMAS: four, each submitted the moment the
                                               previous agent's text is back)
       await .run(samples)                     those, concurrently -> scored store rows
+      async for rows in .run_stream(samples)  the same rows, each sample's as it finishes
+      async for rows in .judge_stream(batch)  the hybrid's, each sample's as its judger ends
       await .judge(latent_batch)              the hybrid: every judger submitted at once
     stream_in_process(cfg, engine, pending, prompts, on_rows)
                                               a whole run: `window` samples in flight, rows
@@ -22,7 +24,7 @@ budgets and per-sample seeds; tests/test_vllm.py, tests/test_streaming.py).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from latentmas_ray.errors import SampleError
 from latentmas_ray.spec.config import RunConfig
@@ -78,6 +80,39 @@ class StreamEvaluator:
         samples = list(samples)
         return rows_for(self.cfg, samples, await self.generate_batch(samples))
 
+    async def run_stream(self, samples: Sequence) -> AsyncIterator[list[dict[str, Any]]]:
+        """`run`, yielding each sample's scored rows the moment its request chain ends (the
+        vLLM actor's streaming generator; each sample exactly once). K > 1 decodes as the
+        batch form (vLLM's `n`), whose rows come at its end."""
+        samples = list(samples)
+        if self.k > 1:
+            yield await self.run(samples)
+            return
+
+        async def one(s):
+            return s, await self.generate(s)
+
+        async for s, result in as_they_finish([one(s) for s in samples]):
+            yield rows_for(self.cfg, [s], [result])
+
+    async def judge_stream(self, batch, transfer_ms: float = 0.0
+                           ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The hybrid's `judge` + rows, yielding each sample's scored rows as its judger ends
+        (K > 1: the batch form's, at its end)."""
+        from latentmas_ray.methods.hybrid import judge_sample
+
+        if self.k > 1:
+            yield rows_for(self.cfg, batch.samples, [r for r, _ in await self.judge(batch,
+                                                                                 transfer_ms)])
+            return
+
+        async def one(i):
+            return batch.samples[i], (await judge_sample(self.vllm, batch, i, self.cfg.method,
+                                                         self.cfg.seed, transfer_ms))[0]
+
+        async for s, result in as_they_finish([one(i) for i in range(len(batch.samples))]):
+            yield rows_for(self.cfg, [s], [result])
+
     async def judge(self, batch, transfer_ms: float = 0.0) -> list[tuple[Any, Any]]:
         """Every judger of a LatentBatch submitted at once -> (SampleResult, HybridStats) each."""
         from latentmas_ray.methods.hybrid import judge_phase, judge_sample
@@ -90,6 +125,20 @@ class StreamEvaluator:
         return list(await asyncio.gather(*(
             judge_sample(self.vllm, batch, i, self.cfg.method, self.cfg.seed, transfer_ms)
             for i in range(len(batch.samples)))))
+
+
+async def as_they_finish(coros: list) -> AsyncIterator:
+    """The coroutines' results in the order they finish; what is left is cancelled if the
+    consumer stops early."""
+    tasks = {asyncio.ensure_future(c) for c in coros}
+    try:
+        while tasks:
+            done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                yield t.result()          # an exception ends the stream here
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 class Window:
