@@ -210,3 +210,31 @@ def test_streaming_methods_cross_the_actor_boundary_typed():
         list(s.rows(True))
     with pytest.raises(ReplicaFault, match="device-side assert"):
         asyncio.run(collect(True))
+
+
+def test_an_interrupted_run_in_process_keeps_the_samples_finished_in_its_batch(
+        stop_engine, tiny_model_dir, tmp_path, monkeypatch):
+    """In process too (issue 25): a Ctrl-C while a batch's slower rows still decode leaves the
+    samples that finished before it on disk, each written once."""
+    from rich.console import Console
+
+    from latentmas_ray.run import in_process
+    from latentmas_ray.run.batch import Evaluator
+    from latentmas_ray.store.run_store import RunStore
+
+    engine, cfg = stop_engine
+    cfg.generate_bs = len(SAMPLES)
+    store = RunStore(tmp_path / "run")
+    store.open(cfg.to_dict())
+    append = store.append
+
+    def append_then_interrupt(rows):       # the user interrupts after the first finished rows
+        append(rows)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(store, "append", append_then_interrupt)
+    monkeypatch.setattr(Evaluator, "for_config",
+                        classmethod(lambda cls, c, p, pr=None: cls(c, p, pr, engine)))
+    with pytest.raises(KeyboardInterrupt):
+        in_process.run_in_process(cfg, store, SAMPLES, tiny_model_dir, {}, Console(quiet=True))
+    kept = RunStore(tmp_path / "run").read().column("id").to_pylist()
+    assert 0 < len(kept) < len(SAMPLES) and len(set(kept)) == len(kept)

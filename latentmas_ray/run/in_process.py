@@ -2,9 +2,10 @@
 vLLM streamed through its async engine (latentmas_ray/run/streaming.py: enough samples in flight
 to keep it full, no batch barriers).
 
-What `latentmas-ray run` does without `--ray` (the Ray driver is jobs/driver.py). Each finished
-batch (streamed: every --generate_bs finished samples) is written to the store at once, so an
-interrupted run loses at most what is in flight.
+What `latentmas-ray run` does without `--ray` (the Ray driver is jobs/driver.py). Each sample's
+rows are written to the store the moment it finishes (inside its batch, where the method can
+tell: run/batch.py `Evaluator.run(on_rows=...)`; code tasks at their batch's end, vLLM every
+--generate_bs finished samples), so an interrupted run loses little of what was done.
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ def run_in_process(cfg: RunConfig, store, pending, model_path, prompts, console,
 
             # vLLM streams per sample (K > 1 decodes as vLLM's `n` in the batch form)
             if cfg.engine_kind == "hf" or cfg.method.num_return_sequences > 1:
+                # a sample's rows are written the moment it finishes inside its batch (an
+                # interrupt loses none); code is scored after the batch, in parallel
+                as_they_finish = write if pending[0].kind != "code" else None
                 for i in range(0, len(pending), cfg.batch_size):
-                    write(evaluator.run(pending[i:i + cfg.batch_size]))
+                    rest = evaluator.run(pending[i:i + cfg.batch_size], on_rows=as_they_finish)
+                    if rest:
+                        write(rest)
             else:
                 from latentmas_ray.run.streaming import stream_in_process
                 stream_in_process(cfg, evaluator.engine, pending, prompts, write)
