@@ -65,9 +65,9 @@ def test_rerun_resumes_without_recomputing(smollm2, datasets_dir, tmp_path, monk
     computed: list[str] = []
     original = ev.Evaluator.run
 
-    def counting(self, samples):
+    def counting(self, samples, **kw):          # kw: on_rows (rows as samples finish)
         computed.extend(s.id for s in samples)
-        return original(self, samples)
+        return original(self, samples, **kw)
     monkeypatch.setattr(ev.Evaluator, "run", counting)
 
     assert main(_argv("latent_mas", data, out, n=2)) == 0          # nothing left to do
