@@ -87,6 +87,7 @@ def _index_reachable(host: str = INDEX_HOST, timeout: float = 5.0) -> bool:
         return False
 
 
+@pytest.mark.slow          # pip resolves from scratch against the public index: ~50 s
 def test_gpu_set_resolves_with_our_pins(tmp_path):
     """`VLLM_KIND=gpu scripts/install_vllm.sh --dry-run`: pip's resolver, from scratch, against
     the public index as a GPU machine sees it (this machine's local wheel mirrors and
