@@ -171,11 +171,12 @@ def stream_in_process(cfg: RunConfig, engine, pending: Sequence, prompts: dict[s
                       on_rows: Callable[[list[dict[str, Any]]], None]) -> None:
     """Run `pending` through `engine` with `window` samples in flight; on_rows receives the
     scored rows of every `cfg.batch_size` finished samples (the store's write unit)."""
-    asyncio.run(stream(StreamEvaluator(cfg, engine, prompts), list(pending), on_rows))
+    asyncio.run(stream(StreamEvaluator(cfg, engine, prompts), pending, on_rows))
 
 
-async def stream(ev: StreamEvaluator, pending: list, on_rows) -> None:
-    """`stream_in_process` on a given StreamEvaluator, as a coroutine."""
+async def stream(ev: StreamEvaluator, pending: Sequence, on_rows) -> None:
+    """`stream_in_process` on a given StreamEvaluator, as a coroutine. `pending` is read as
+    it is streamed (a task kept on disk stays there: tasks/sample_file.py)."""
     cfg, window = ev.cfg, Window(ev.window)
     buffered: list = []
 
